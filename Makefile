@@ -1,0 +1,49 @@
+# ambient-node: `make test` installs what a fresh Debian machine lacks, builds, and runs every test.
+SHELL := /bin/bash
+# Node 24 from the npm registry (package `node`) comes first when the system Node is older.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+# Debian packages the tests and benchmarks drive as real peers.
+DEB_PACKAGES := python3 python3-h2 openssl stunnel4 iperf3 iproute2 iptables
+
+.PHONY: all deps npm-deps deb-deps build test test-unit check-imports bench bench-hbone clean
+
+all: build
+
+deps: npm-deps deb-deps
+
+npm-deps: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deb-deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing Debian packages (run as root to install): $$missing"; \
+	    [ -z "$$CI" ] || exit 1; \
+	  fi; \
+	fi
+
+build: npm-deps
+	tsc -p tsconfig.json
+
+check-imports: build
+	node dist/scripts/check-imports.js
+
+test: deps build check-imports
+	@echo "node $$(node --version)"
+	ava
+
+bench: bench-hbone
+
+bench-hbone: deps build
+	node dist/bench/hbone.js
+
+clean:
+	rm -rf dist
