@@ -78,7 +78,7 @@ export class Drain {
     try {
       const finished = await Promise.race([
         once(this.#events, 'idle', { signal: controller.signal }).then(() => true),
-        sleep(deadlineMs, false, { signal: controller.signal, ref: false }),
+        sleep(deadlineMs, false, { signal: controller.signal }),
       ]);
       return finished;
     } finally {

@@ -35,13 +35,25 @@ export interface CertManagerOptions {
   readonly maxConcurrentRequests?: number;
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
   readonly now?: () => number;
+  /** Injected timers (tests record the delays); unref'd node timers by default. */
+  readonly timers?: Timers;
   readonly logger?: Logger;
 }
+
+export interface Timers {
+  set(callback: () => void, delayMs: number): unknown;
+  clear(handle: unknown): void;
+}
+
+const nodeTimers: Timers = {
+  set: (callback, delayMs) => setTimeout(callback, delayMs).unref(),
+  clear: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
 
 interface Entry {
   certificate?: WorkloadCertificate;
   inflight?: Promise<WorkloadCertificate>;
-  timer?: NodeJS.Timeout;
+  timer?: unknown;
   readonly backoff: Backoff;
 }
 
@@ -66,6 +78,7 @@ export class CertManager extends EventEmitter<{ certificate: [WorkloadCertificat
       maxConcurrentRequests: 8,
       backoff: { initialMs: 500, maxMs: 150_000 },
       now: Date.now,
+      timers: nodeTimers,
       ...options,
     };
     this.#log = (options.logger ?? silentLogger()).child({ component: 'cert-manager' });
@@ -88,13 +101,13 @@ export class CertManager extends EventEmitter<{ certificate: [WorkloadCertificat
   forget(identity: SpiffeId): void {
     const key = formatSpiffeId(identity);
     const entry = this.#entries.get(key);
-    if (entry?.timer) clearTimeout(entry.timer);
+    if (entry?.timer) this.#options.timers.clear(entry.timer);
     this.#entries.delete(key);
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    for (const entry of this.#entries.values()) if (entry.timer) clearTimeout(entry.timer);
+    for (const entry of this.#entries.values()) if (entry.timer) this.#options.timers.clear(entry.timer);
     this.#entries.clear();
   }
 
@@ -142,14 +155,13 @@ export class CertManager extends EventEmitter<{ certificate: [WorkloadCertificat
   }
 
   #schedule(identity: SpiffeId, entry: Entry, delayMs: number): void {
-    if (entry.timer) clearTimeout(entry.timer);
+    if (entry.timer) this.#options.timers.clear(entry.timer);
     if (this.#closed) return;
-    entry.timer = setTimeout(() => {
+    entry.timer = this.#options.timers.set(() => {
       delete entry.timer;
       if (!entry.inflight) entry.inflight = this.#refresh(identity, entry);
       entry.inflight.catch(() => {}); // logged in #refresh; a background refresh has no caller to tell
     }, Math.max(0, delayMs));
-    entry.timer.unref();
   }
 
   async #request(identity: SpiffeId): Promise<WorkloadCertificate> {
