@@ -37,11 +37,18 @@ export const echo = (socket: Socket) => socket.pipe(socket);
 export async function drainHash(stream: Duplex): Promise<{ bytes: number; sha256: string }> {
   const hash = createHash('sha256');
   let bytes = 0;
-  for await (const chunk of stream) {
+  for await (const chunk of stream.iterator({ destroyOnReturn: false })) {
     hash.update(chunk as Buffer);
     bytes += (chunk as Buffer).length;
   }
   return { bytes, sha256: hash.digest('hex') };
+}
+
+/** Reads a stream to its end as text, leaving it open for writing (a plain for-await would destroy it). */
+export async function readAll(stream: Duplex): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream.iterator({ destroyOnReturn: false })) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString();
 }
 
 /** Writes `total` deterministic pseudo-random bytes with backpressure, then ends; returns their SHA-256. */
