@@ -161,6 +161,10 @@ export async function startHboneServer(options: HboneServerOptions): Promise<Hbo
 
 /** Why a TLS connection must be dropped after the handshake, if it must. */
 function refuseConnection(socket: TLSSocket, own: SpiffeId): { code: ErrorCode; reason: string } | undefined {
+  if (!socket.authorized) {
+    const reason = socket.getPeerX509Certificate() ? String(socket.authorizationError) : 'no client certificate';
+    return { code: ErrorCode.HBONE_TLS_HANDSHAKE_FAILED, reason: `client certificate rejected: ${reason}` };
+  }
   if (socket.alpnProtocol !== 'h2') return { code: ErrorCode.HBONE_ALPN_MISMATCH, reason: `ALPN "${socket.alpnProtocol || ''}" is not h2` };
   const peer = peerSpiffeId(socket);
   if (!peer) return { code: ErrorCode.HBONE_PEER_NO_IDENTITY, reason: 'client certificate has no SPIFFE URI SAN' };

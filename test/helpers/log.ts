@@ -4,8 +4,10 @@ import { createLogger, type Logger } from '../../src/core/logger.ts';
 export interface CapturedLog {
   readonly logger: Logger;
   readonly records: Array<Record<string, unknown>>;
-  /** Resolves with the first record (already written or to come) whose `code` matches. */
-  waitForCode(code: string): Promise<Record<string, unknown>>;
+  /** The number of records so far, to wait only for later ones. */
+  mark(): number;
+  /** Resolves with the first record at or after `since` (written or to come) whose `code` matches. */
+  waitForCode(code: string, since?: number): Promise<Record<string, unknown>>;
 }
 
 /** A real pino logger whose JSON lines are parsed back into records. */
@@ -31,8 +33,9 @@ export function captureLog(): CapturedLog {
   return {
     logger: createLogger({ level: 'debug', destination: sink }),
     records,
-    waitForCode(code) {
-      const found = records.find((r) => r.code === code);
+    mark: () => records.length,
+    waitForCode(code, since = 0) {
+      const found = records.slice(since).find((r) => r.code === code);
       if (found) return Promise.resolve(found);
       return new Promise((resolve) => waiters.push({ code, resolve }));
     },

@@ -1,0 +1,584 @@
+/**
+ * HBONE end-to-end benchmark: the same load through three paths, side by side, in one run.
+ *
+ *   direct   load ─────────────────────────────────────────────────▶ target
+ *   stunnel  load ─▶ stunnel (client, TLS 1.3 + client cert) ─▶ stunnel (server, verify=2) ─▶ target
+ *   hbone    load ─▶ hbone-proxy client ══ HTTP/2 CONNECT over mTLS ══▶ hbone-proxy server ─▶ target
+ *
+ * Loads: iperf3 single-stream throughput (target: `iperf3 -s`), and fixed-rate request/response
+ * latency (bench/latency-client.ts against bench/echo-server.ts). Every process is separate and
+ * binds 127.0.0.1; each path is started fresh for each load and stopped after it. Prints a table
+ * and writes bench/results/hbone-<date>.json and bench/results/latest.json. See bench/README.md.
+ *
+ *   node dist/bench/hbone.js [--only direct,stunnel,hbone] [--iperf-seconds 8] [--rounds 3]
+ *                            [--latency-seconds 10] [--cpu-prof-dir DIR] [--no-write]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { cpus, tmpdir, release as osRelease, platform } from 'node:os';
+import { basename, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Http2Settings, TLS_CIPHERS } from '../src/hbone/settings.ts';
+import { CertificateAuthority } from '../src/identity/ca.ts';
+import { CertManager } from '../src/identity/cert-manager.ts';
+import { LocalCaClient } from '../src/identity/local-ca-client.ts';
+import { formatSpiffeId, spiffeId } from '../src/identity/spiffe.ts';
+import type { WorkloadCertificate } from '../src/identity/workload-certificate.ts';
+import type { LatencyReport } from './latency-client.ts';
+
+const PATHS = ['direct', 'stunnel', 'hbone'] as const;
+type PathName = (typeof PATHS)[number];
+
+const { values } = parseArgs({
+  options: {
+    only: { type: 'string', default: PATHS.join(',') },
+    'iperf-seconds': { type: 'string', default: '8' },
+    rounds: { type: 'string', default: '3' },
+    'latency-seconds': { type: 'string', default: '10' },
+    'latency-warmup': { type: 'string', default: '1' },
+    rate: { type: 'string', default: '1000' },
+    'cpu-prof-dir': { type: 'string' },
+    'no-write': { type: 'boolean', default: false },
+  },
+});
+const selected = values.only.split(',').map((p) => p.trim()) as PathName[];
+for (const p of selected) if (!PATHS.includes(p)) throw new Error(`--only: unknown path "${p}" (known: ${PATHS.join(', ')})`);
+const iperfSeconds = Number(values['iperf-seconds']);
+/** Throughput rounds; the paths take turns in each round and the median round is reported. */
+const rounds = Math.max(1, Math.floor(Number(values.rounds)));
+const latencySeconds = Number(values['latency-seconds']);
+const latencyWarmup = Number(values['latency-warmup']);
+const rate = Number(values.rate);
+
+const STUNNEL = '/usr/bin/stunnel4';
+const IPERF3 = '/usr/bin/iperf3';
+const HOST = '127.0.0.1';
+const READY_TIMEOUT_MS = 15_000;
+const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
+const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+
+// ───────────────────────── child processes: every one is tracked and killed ─────────────────────────
+
+interface Child {
+  readonly name: string;
+  readonly proc: ChildProcess;
+  readonly exited: Promise<number | null>;
+  /** The last few KiB of stderr, for error messages. */
+  stderr(): string;
+}
+
+const children = new Set<Child>();
+
+function start(name: string, command: string, args: readonly string[]): Child {
+  // stdin is a pipe that is never written: our node children exit when it closes (if we die).
+  const proc = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let tail = '';
+  proc.stderr?.setEncoding('utf8').on('data', (text: string) => (tail = (tail + text).slice(-4096)));
+  const exited = new Promise<number | null>((resolve) => {
+    proc.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null)));
+    proc.once('error', (err) => {
+      tail += `\nspawn failed: ${err.message}`;
+      resolve(-1);
+    });
+  });
+  const child: Child = { name, proc, exited, stderr: () => tail };
+  children.add(child);
+  void exited.then(() => children.delete(child));
+  return child;
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+async function stop(child: Child, graceMs = 3000): Promise<void> {
+  if (!children.has(child)) return;
+  child.proc.kill('SIGTERM');
+  const timer = setTimeout(() => child.proc.kill('SIGKILL'), graceMs);
+  await child.exited;
+  clearTimeout(timer);
+}
+
+async function stopAll(): Promise<void> {
+  await Promise.all([...children].reverse().map((c) => stop(c)));
+}
+
+process.once('exit', () => {
+  for (const child of children) child.proc.kill('SIGKILL');
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`\n${signal}: stopping ${children.size} child process(es)\n`);
+    void stopAll().finally(() => process.exit(130));
+  });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Resolves with the first stdout line matching `test`; rejects if the child exits first. */
+async function readyLine<T>(child: Child, test: (line: string) => T | undefined, stream: 'stdout' | 'stderr' = 'stdout'): Promise<T> {
+  const source = child.proc[stream];
+  if (!source) throw new Error(`${child.name}: no ${stream}`);
+  const lines = createInterface({ input: source });
+  const found = new Promise<T>((resolve, reject) => {
+    lines.on('line', (line) => {
+      const value = test(line);
+      if (value !== undefined) {
+        lines.close();
+        resolve(value);
+      }
+    });
+    void child.exited.then((code) => reject(new Error(`${child.name} exited (${code}) before it was ready: ${child.stderr().trim()}`)));
+  });
+  try {
+    return await withTimeout(found, READY_TIMEOUT_MS, `${child.name} start`);
+  } finally {
+    lines.close();
+    source.resume(); // keep draining so the child never blocks on a full pipe
+  }
+}
+
+const jsonReady = (line: string): number | undefined => {
+  try {
+    const parsed = JSON.parse(line) as { ready?: unknown; port?: unknown };
+    return parsed.ready === true && typeof parsed.port === 'number' ? parsed.port : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+/** A port that was free a moment ago (for programs that cannot bind port 0 and report it). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, HOST);
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+// ───────────────────────── certificates ─────────────────────────
+
+const TRUST_DOMAIN = 'cluster.local';
+const clientId = spiffeId(TRUST_DOMAIN, 'bench', 'client');
+const serverId = spiffeId(TRUST_DOMAIN, 'bench', 'server');
+
+interface CertFiles {
+  /** WorkloadCertificate JSON for hbone-proxy. */
+  readonly json: string;
+  /** Leaf + chain, for stunnel `cert`. */
+  readonly certPem: string;
+  /** PKCS#8, for stunnel `key`. */
+  readonly keyPem: string;
+}
+
+async function writeCertificates(dir: string): Promise<{ client: CertFiles; server: CertFiles; rootsPem: string }> {
+  const ca = CertificateAuthority.generate(TRUST_DOMAIN);
+  const manager = new CertManager({ ca: new LocalCaClient(ca), ttlSeconds: 3600 });
+  try {
+    const write = (name: string, cert: WorkloadCertificate): CertFiles => {
+      const files = { json: join(dir, `${name}.json`), certPem: join(dir, `${name}-cert.pem`), keyPem: join(dir, `${name}-key.pem`) };
+      writeFileSync(files.json, JSON.stringify(cert), { mode: 0o600 });
+      writeFileSync(files.certPem, cert.chainPem.join(''));
+      writeFileSync(files.keyPem, cert.privateKeyPem, { mode: 0o600 });
+      return files;
+    };
+    const client = write('client', await manager.fetch(clientId));
+    const serverCert = await manager.fetch(serverId);
+    const server = write('server', serverCert);
+    const rootsPem = join(dir, 'roots.pem');
+    writeFileSync(rootsPem, serverCert.rootsPem.join(''));
+    return { client, server, rootsPem };
+  } finally {
+    await manager.close();
+  }
+}
+
+// ───────────────────────── the three paths ─────────────────────────
+
+interface OpenPath {
+  /** Where the load generator connects. */
+  readonly port: number;
+  readonly children: readonly Child[];
+}
+
+interface PathContext {
+  readonly dir: string;
+  readonly certs: Awaited<ReturnType<typeof writeCertificates>>;
+  /** Set to profile the proxies of this run. */
+  readonly cpuProfDir?: string;
+  readonly label: string;
+}
+
+async function openPath(path: PathName, targetPort: number, ctx: PathContext): Promise<OpenPath> {
+  switch (path) {
+    case 'direct':
+      return { port: targetPort, children: [] };
+    case 'stunnel':
+      return openStunnel(targetPort, ctx);
+    case 'hbone':
+      return openHbone(targetPort, ctx);
+  }
+}
+
+function stunnelConfig(lines: Record<string, string | string[]>): string {
+  return Object.entries(lines)
+    .flatMap(([key, value]) => (Array.isArray(value) ? value : [value]).map((v) => (key.startsWith('[') ? key : `${key} = ${v}`)))
+    .join('\n')
+    .concat('\n');
+}
+
+async function openStunnel(targetPort: number, ctx: PathContext): Promise<OpenPath> {
+  const common = {
+    foreground: 'yes',
+    pid: '',
+    syslog: 'no',
+    debug: 'warning',
+  };
+  const tls = {
+    sslVersionMin: 'TLSv1.3',
+    ciphersuites: TLS_CIPHERS,
+    CAfile: ctx.certs.rootsPem,
+    verify: '2',
+    socket: ['l:TCP_NODELAY=1', 'r:TCP_NODELAY=1'],
+  };
+  const serverPort = await freePort();
+  const serverConf = join(ctx.dir, `stunnel-server-${ctx.label}.conf`);
+  writeFileSync(serverConf, stunnelConfig({
+    ...common,
+    '[hbone-bench-server]': '',
+    accept: `${HOST}:${serverPort}`,
+    connect: `${HOST}:${targetPort}`,
+    cert: ctx.certs.server.certPem,
+    key: ctx.certs.server.keyPem,
+    ...tls,
+  }));
+  const server = start('stunnel server', STUNNEL, [serverConf]);
+  await stunnelBound(server, serverPort);
+
+  const clientPort = await freePort();
+  const clientConf = join(ctx.dir, `stunnel-client-${ctx.label}.conf`);
+  writeFileSync(clientConf, stunnelConfig({
+    ...common,
+    '[hbone-bench-client]': '',
+    client: 'yes',
+    accept: `${HOST}:${clientPort}`,
+    connect: `${HOST}:${serverPort}`,
+    cert: ctx.certs.client.certPem,
+    key: ctx.certs.client.keyPem,
+    ...tls,
+  }));
+  const client = start('stunnel client', STUNNEL, [clientConf]);
+  await stunnelBound(client, clientPort);
+  return { port: clientPort, children: [client, server] };
+}
+
+/**
+ * stunnel prints no ready line at level `warning`, and a probe connection to its client side would
+ * be forwarded all the way to the target; so wait until the kernel lists the socket as listening.
+ */
+async function stunnelBound(child: Child, port: number): Promise<void> {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (!children.has(child)) throw new Error(`${child.name} exited: ${child.stderr().trim()}`);
+    const listening = readFileSync('/proc/net/tcp', 'utf8')
+      .split('\n')
+      .some((row) => {
+        const cols = row.trim().split(/\s+/);
+        return cols[1] === local && cols[3] === '0A'; // 0A = TCP_LISTEN
+      });
+    if (listening) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`${child.name} did not listen on ${port}: ${child.stderr().trim()}`);
+}
+
+async function openHbone(targetPort: number, ctx: PathContext): Promise<OpenPath> {
+  const node = (name: string) => [
+    ...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`, `--cpu-prof-name=hbone-${name}-${ctx.label}.cpuprofile`] : []),
+    here('./hbone-proxy.js'),
+  ];
+  const server = start('hbone server', process.execPath, [...node('server'), 'server', '--cert', ctx.certs.server.json]);
+  const serverPort = await readyLine(server, jsonReady);
+  const client = start('hbone client', process.execPath, [
+    ...node('client'), 'client', '--cert', ctx.certs.client.json,
+    '--hbone', `${HOST}:${serverPort}`, '--target', `${HOST}:${targetPort}`, '--expect', formatSpiffeId(serverId),
+  ]);
+  const clientPort = await readyLine(client, jsonReady);
+  return { port: clientPort, children: [client, server] };
+}
+
+async function closePath(open: OpenPath): Promise<void> {
+  for (const child of open.children) await stop(child); // client first, then server
+}
+
+// ───────────────────────── loads ─────────────────────────
+
+interface ThroughputResult {
+  readonly gbps: number;
+  readonly bytes: number;
+  /** User + system CPU seconds the path's own processes used during the run (0 for direct). */
+  readonly proxyCpuSeconds: number;
+  /** Proxy CPU per gigabyte carried: the cost that decides throughput on a saturated machine. */
+  readonly proxyCpuSecondsPerGB: number;
+}
+
+/** User + system CPU seconds of a process so far, from /proc/<pid>/stat (clock ticks of 1/100 s). */
+function cpuSeconds(pid: number | undefined): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is stat field 3 (state)
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function iperf(port: number, path: OpenPath): Promise<ThroughputResult> {
+  const cpuBefore = path.children.map((c) => cpuSeconds(c.proc.pid));
+  const child = start('iperf3 client', IPERF3, ['-c', HOST, '-p', String(port), '-t', String(iperfSeconds), '-J', '--connect-timeout', '5000']);
+  let out = '';
+  child.proc.stdout?.setEncoding('utf8').on('data', (t: string) => (out += t));
+  const code = await withTimeout(child.exited, (iperfSeconds + 20) * 1000, 'iperf3 client').catch(async (err: unknown) => {
+    await stop(child, 500);
+    throw err;
+  });
+  const proxyCpuSeconds = path.children.reduce((sum, c, i) => sum + cpuSeconds(c.proc.pid) - (cpuBefore[i] ?? 0), 0);
+  let report: { error?: string; end?: { sum_received?: { bits_per_second?: number; bytes?: number } } };
+  try {
+    report = JSON.parse(out) as typeof report;
+  } catch {
+    throw new Error(`iperf3 exited ${code} without JSON: ${child.stderr().trim()}`);
+  }
+  const bps = report.end?.sum_received?.bits_per_second;
+  const bytes = report.end?.sum_received?.bytes;
+  if (code !== 0 || report.error || typeof bps !== 'number' || typeof bytes !== 'number') {
+    throw new Error(`iperf3 failed (exit ${code}): ${report.error ?? child.stderr().trim()}`);
+  }
+  return { gbps: bps / 1e9, bytes, proxyCpuSeconds: round(proxyCpuSeconds, 2), proxyCpuSecondsPerGB: round(proxyCpuSeconds / (bytes / 1e9), 3) };
+}
+
+async function latency(port: number): Promise<LatencyReport> {
+  const child = start('latency client', process.execPath, [
+    here('./latency-client.js'), '--port', String(port), '--rate', String(rate),
+    '--duration', String(latencySeconds), '--warmup', String(latencyWarmup), '--size', '64',
+  ]);
+  let out = '';
+  child.proc.stdout?.setEncoding('utf8').on('data', (t: string) => (out += t));
+  const code = await withTimeout(child.exited, (latencyWarmup + latencySeconds + 20) * 1000, 'latency client').catch(async (err: unknown) => {
+    await stop(child, 500);
+    throw err;
+  });
+  const parsed = JSON.parse(out.trim().split('\n').pop() ?? '{}') as LatencyReport & { error?: string };
+  if (code !== 0 || parsed.error) throw new Error(`latency client failed (exit ${code}): ${parsed.error ?? child.stderr().trim()}`);
+  return parsed;
+}
+
+// ───────────────────────── profiles ─────────────────────────
+
+interface CpuProfile {
+  readonly nodes: ReadonlyArray<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
+  readonly samples: readonly number[];
+  readonly timeDeltas: readonly number[];
+}
+
+/** Self time per function (name + file:line), largest first, from a V8 .cpuprofile. */
+export function summariseProfile(profile: CpuProfile, top = 15): { totalMs: number; rows: Array<{ fn: string; ms: number; pct: number }> } {
+  const byNode = new Map<number, string>();
+  for (const node of profile.nodes) {
+    const { functionName, url, lineNumber } = node.callFrame;
+    const where = url ? ` ${basename(url)}:${lineNumber + 1}` : '';
+    byNode.set(node.id, `${functionName || '(anonymous)'}${where}`);
+  }
+  const self = new Map<string, number>();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0;
+    const fn = byNode.get(id) ?? '?';
+    if (fn === '(idle)') return;
+    total += dt;
+    self.set(fn, (self.get(fn) ?? 0) + dt);
+  });
+  const rows = [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([fn, us]) => ({ fn, ms: Math.round(us / 100) / 10, pct: Math.round((1000 * us) / Math.max(1, total)) / 10 }));
+  return { totalMs: Math.round(total / 1000), rows };
+}
+
+// ───────────────────────── run ─────────────────────────
+
+interface PathResult {
+  /** The median of the rounds, by Gbit/s. */
+  throughput?: ThroughputResult;
+  throughputRounds: ThroughputResult[];
+  latency?: LatencyReport;
+  errors: string[];
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ambient-bench-'));
+  const results = new Map<PathName, PathResult>(selected.map((p) => [p, { throughputRounds: [], errors: [] }]));
+  try {
+    const certs = await writeCertificates(dir);
+
+    // Throughput: iperf3 server as the target.
+    const iperfPort = await freePort();
+    const iperfServer = start('iperf3 server', IPERF3, ['-s', '-B', HOST, '-p', String(iperfPort), '--forceflush']);
+    await readyLine(iperfServer, (line) => (line.includes('Server listening') ? true : undefined));
+    for (let pass = 1; pass <= rounds; pass++) {
+      for (const path of selected) {
+        const result = results.get(path)!;
+        const cpuProfDir = path === 'hbone' && values['cpu-prof-dir'] ? values['cpu-prof-dir'] : undefined;
+        if (cpuProfDir) mkdirSync(cpuProfDir, { recursive: true });
+        process.stderr.write(`throughput ${pass}/${rounds}: ${path} …`);
+        let open: OpenPath | undefined;
+        try {
+          open = await openPath(path, iperfPort, { dir, certs, label: `iperf-${pass}`, ...(cpuProfDir ? { cpuProfDir } : {}) });
+          const measured = await iperf(open.port, open);
+          result.throughputRounds.push(measured);
+          process.stderr.write(` ${measured.gbps.toFixed(2)} Gbit/s, proxy CPU ${measured.proxyCpuSecondsPerGB} s/GB\n`);
+        } catch (err) {
+          result.errors.push(`throughput round ${pass}: ${(err as Error).message}`);
+          process.stderr.write(` failed: ${(err as Error).message}\n`);
+        } finally {
+          if (open) await closePath(open);
+        }
+      }
+    }
+    for (const result of results.values()) {
+      const sorted = [...result.throughputRounds].sort((a, b) => a.gbps - b.gbps);
+      const median = sorted[Math.floor((sorted.length - 1) / 2)];
+      if (median) result.throughput = median;
+    }
+    await stop(iperfServer);
+
+    // Latency: echo server as the target.
+    const echo = start('echo server', process.execPath, [here('./echo-server.js')]);
+    const echoPort = await readyLine(echo, jsonReady);
+    for (const path of selected) {
+      const result = results.get(path)!;
+      process.stderr.write(`latency: ${path} …`);
+      let open: OpenPath | undefined;
+      try {
+        open = await openPath(path, echoPort, { dir, certs, label: 'echo' });
+        result.latency = await latency(open.port);
+        process.stderr.write(` p50 ${result.latency.p50Us} µs, p99 ${result.latency.p99Us} µs\n`);
+      } catch (err) {
+        result.errors.push(`latency: ${(err as Error).message}`);
+        process.stderr.write(` failed: ${(err as Error).message}\n`);
+      } finally {
+        if (open) await closePath(open);
+      }
+    }
+    await stop(echo);
+  } finally {
+    await stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  report(results);
+  if (values['cpu-prof-dir']) printProfiles(values['cpu-prof-dir']);
+  if ([...results.values()].some((r) => r.errors.length > 0)) process.exitCode = 1;
+}
+
+function report(results: ReadonlyMap<PathName, PathResult>): void {
+  const direct = results.get('direct');
+  const stunnel = results.get('stunnel');
+  const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? a / b : undefined);
+  const rows = [...results].map(([path, r]) => ({
+    path,
+    throughputGbps: r.throughput ? round(r.throughput.gbps, 3) : null,
+    p50Us: r.latency?.p50Us ?? null,
+    p99Us: r.latency?.p99Us ?? null,
+    p999Us: r.latency?.p999Us ?? null,
+    vsDirect: nullable(ratio(r.throughput?.gbps, direct?.throughput?.gbps), 3),
+    vsStunnel: nullable(ratio(r.throughput?.gbps, stunnel?.throughput?.gbps), 3),
+    p99AddedUs: r.latency && direct?.latency ? round(r.latency.p99Us - direct.latency.p99Us, 1) : null,
+    proxyCpuSecondsPerGB: r.throughput && r.throughput.proxyCpuSeconds > 0 ? r.throughput.proxyCpuSecondsPerGB : null,
+    throughput: r.throughput ?? null,
+    throughputRoundsGbps: r.throughputRounds.map((t) => round(t.gbps, 3)),
+    latency: r.latency ?? null,
+    errors: r.errors,
+  }));
+
+  const fmt = (v: number | null, digits: number) => (v === null ? '—' : v.toFixed(digits));
+  const table = [
+    ['path', 'Gbit/s', 'p50 µs', 'p99 µs', 'p99.9 µs', '×direct', '×stunnel', 'p99 +µs vs direct', 'proxy CPU s/GB'],
+    ...rows.map((r) => [
+      r.path, fmt(r.throughputGbps, 2), fmt(r.p50Us, 0), fmt(r.p99Us, 0), fmt(r.p999Us, 0),
+      fmt(r.vsDirect, 2), fmt(r.vsStunnel, 2), fmt(r.p99AddedUs, 0), fmt(r.proxyCpuSecondsPerGB, 2),
+    ]),
+  ];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  const line = (row: string[]) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
+  const cpu = cpus();
+  const machine = { node: process.version, cpu: cpu[0]?.model ?? 'unknown', cores: cpu.length, platform: `${platform()} ${osRelease()}` };
+  const date = new Date().toISOString();
+
+  console.log(`\nHBONE benchmark — ${date} — node ${machine.node}, ${machine.cpu} × ${machine.cores}`);
+  console.log(`throughput: iperf3 -t ${iperfSeconds}, 1 stream, median of ${rounds} round(s); latency: 64 B echo at ${rate}/s for ${latencySeconds} s (+${latencyWarmup} s warm-up), from scheduled send time\n`);
+  console.log(line(table[0]!));
+  console.log(widths.map((w) => '─'.repeat(w)).join('  '));
+  for (const row of table.slice(1)) console.log(line(row));
+  for (const r of rows) for (const e of r.errors) console.log(`  ${r.path}: ${e}`);
+
+  const previous = readPrevious();
+  if (previous) {
+    console.log(`\nprevious run (${previous.date}, node ${previous.machine?.node ?? '?'}):`);
+    for (const r of rows) {
+      const before = previous.rows?.find((p) => p.path === r.path);
+      if (!before) continue;
+      console.log(`  ${r.path.padEnd(8)} Gbit/s ${fmt(before.throughputGbps, 2)} → ${fmt(r.throughputGbps, 2)}   p99 µs ${fmt(before.p99Us, 0)} → ${fmt(r.p99Us, 0)}`);
+    }
+  }
+
+  if (values['no-write']) return;
+  const out = {
+    date,
+    machine,
+    settings: {
+      iperfSeconds,
+      rounds,
+      latency: { rate, seconds: latencySeconds, warmupSeconds: latencyWarmup, messageBytes: 64 },
+      http2: { streamWindow: Http2Settings.streamWindow, connectionWindow: Http2Settings.connectionWindow, maxFrameSize: Http2Settings.maxFrameSize },
+      tls: { version: 'TLSv1.3', ciphersuites: TLS_CIPHERS },
+    },
+    rows,
+  };
+  mkdirSync(resultsDir, { recursive: true });
+  const text = `${JSON.stringify(out, null, 2)}\n`;
+  const dated = join(resultsDir, `hbone-${date.replace(/\.\d+Z$/, 'Z').replace(/:/g, '-')}.json`);
+  writeFileSync(dated, text);
+  writeFileSync(join(resultsDir, 'latest.json'), text);
+  console.log(`\nwrote ${dated} and ${join(resultsDir, 'latest.json')}`);
+}
+
+function readPrevious(): { date?: string; machine?: { node?: string }; rows?: Array<{ path: string; throughputGbps: number | null; p99Us: number | null }> } | undefined {
+  try {
+    return JSON.parse(readFileSync(join(resultsDir, 'latest.json'), 'utf8')) as ReturnType<typeof readPrevious>;
+  } catch {
+    return undefined;
+  }
+}
+
+function printProfiles(dir: string): void {
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort()) {
+    const { totalMs, rows } = summariseProfile(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile);
+    console.log(`\n${join(dir, file)}: ${totalMs} ms on CPU (idle excluded), top self time:`);
+    for (const r of rows) console.log(`  ${r.pct.toFixed(1).padStart(5)}%  ${r.ms.toFixed(0).padStart(6)} ms  ${r.fn}`);
+  }
+}
+
+const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
+const nullable = (v: number | undefined, digits: number) => (v === undefined ? null : round(v, digits));
+
+await main().catch(async (err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  await stopAll();
+  process.exitCode = 1;
+});
