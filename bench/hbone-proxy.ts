@@ -21,7 +21,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createLogger, type LogLevel } from '../src/core/logger.ts';
 import { createHboneClient } from '../src/hbone/client.ts';
-import { forwardToTarget } from '../src/hbone/forward.ts';
+import { dial, forwardToTarget } from '../src/hbone/forward.ts';
 import { relay } from '../src/hbone/relay.ts';
 import { startHboneServer } from '../src/hbone/server.ts';
 import { parseSpiffeId, type SpiffeId } from '../src/identity/spiffe.ts';
@@ -73,19 +73,40 @@ function hostPort(value: string | undefined, flag: string): { host: string; port
 }
 
 const mode = positionals[0];
-if (mode !== 'client' && mode !== 'server') usage('mode must be client or server');
-if (!values.cert) usage('--cert is required');
-const certificate = loadCertificate(values.cert);
+if (mode !== 'client' && mode !== 'server' && mode !== 'tcp') usage('mode must be client, server or tcp');
+if (mode !== 'tcp' && !values.cert) usage('--cert is required');
 const log = createLogger({ level: values['log-level'] as LogLevel, destination: process.stderr });
 const listenPort = Number(values.port);
 let shutdown: () => Promise<void>;
 let port: number;
 
-if (mode === 'server') {
+if (mode === 'tcp') {
+  // Plain TCP through the same relay: the cost of a Node process in the path, without TLS or HTTP/2.
+  const target = hostPort(values.target, '--target');
+  const sockets = new Set<Socket>();
+  const listener = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.once('close', () => sockets.delete(socket));
+    dial(target.host, target.port, 10_000).then(
+      (upstream) => relay(socket, upstream),
+      () => socket.resetAndDestroy(),
+    );
+  });
+  listener.listen({ host: '127.0.0.1', port: listenPort });
+  await once(listener, 'listening');
+  port = (listener.address() as AddressInfo).port;
+  shutdown = async () => {
+    listener.close();
+    for (const socket of sockets) socket.destroy();
+  };
+} else if (mode === 'server') {
+  const certificate = loadCertificate(values.cert as string);
   const server = await startHboneServer({ host: '127.0.0.1', port: listenPort, certificate, handler: forwardToTarget(), logger: log });
   port = server.address().port;
   shutdown = () => server.close();
 } else {
+  const certificate = loadCertificate(values.cert as string);
   const hbone = hostPort(values.hbone, '--hbone');
   const target = hostPort(values.target, '--target');
   const expected = parseSpiffeId(values.expect ?? '');

@@ -10,7 +10,7 @@
  * binds 127.0.0.1; each path is started fresh for each load and stopped after it. Prints a table
  * and writes bench/results/hbone-<date>.json and bench/results/latest.json. See bench/README.md.
  *
- *   node dist/bench/hbone.js [--only direct,stunnel,hbone] [--iperf-seconds 8] [--rounds 3]
+ *   node dist/bench/hbone.js [--only direct,stunnel,node-tcp,hbone] [--iperf-seconds 8] [--rounds 3]
  *                            [--latency-seconds 10] [--cpu-prof-dir DIR] [--no-write]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -30,7 +30,7 @@ import { formatSpiffeId, spiffeId } from '../src/identity/spiffe.ts';
 import type { WorkloadCertificate } from '../src/identity/workload-certificate.ts';
 import type { LatencyReport } from './latency-client.ts';
 
-const PATHS = ['direct', 'stunnel', 'hbone'] as const;
+const PATHS = ['direct', 'stunnel', 'node-tcp', 'hbone'] as const;
 type PathName = (typeof PATHS)[number];
 
 const { values } = parseArgs({
@@ -223,6 +223,8 @@ async function openPath(path: PathName, targetPort: number, ctx: PathContext): P
       return { port: targetPort, children: [] };
     case 'stunnel':
       return openStunnel(targetPort, ctx);
+    case 'node-tcp':
+      return openNodeTcp(targetPort);
     case 'hbone':
       return openHbone(targetPort, ctx);
   }
@@ -312,6 +314,15 @@ async function openHbone(targetPort: number, ctx: PathContext): Promise<OpenPath
     ...node('client'), 'client', '--cert', ctx.certs.client.json,
     '--hbone', `${HOST}:${serverPort}`, '--target', `${HOST}:${targetPort}`, '--expect', formatSpiffeId(serverId),
   ]);
+  const clientPort = await readyLine(client, jsonReady);
+  return { port: clientPort, children: [client, server] };
+}
+
+/** Two Node processes relaying plain TCP with the same relay: what Node alone adds, without TLS or HTTP/2. */
+async function openNodeTcp(targetPort: number): Promise<OpenPath> {
+  const server = start('node-tcp server', process.execPath, [here('./hbone-proxy.js'), 'tcp', '--target', `${HOST}:${targetPort}`]);
+  const serverPort = await readyLine(server, jsonReady);
+  const client = start('node-tcp client', process.execPath, [here('./hbone-proxy.js'), 'tcp', '--target', `${HOST}:${serverPort}`]);
   const clientPort = await readyLine(client, jsonReady);
   return { port: clientPort, children: [client, server] };
 }
