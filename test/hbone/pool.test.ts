@@ -1,0 +1,117 @@
+import test from 'ava';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createHboneClient } from '../../src/hbone/client.ts';
+import { forwardToTarget } from '../../src/hbone/forward.ts';
+import { startHboneServer } from '../../src/hbone/server.ts';
+import { testPki } from '../helpers/pki.ts';
+import { echo, readAll, tcpServer } from '../helpers/tcp.ts';
+
+/** Polls a condition every 10 ms, for at most `limitMs`; a wait, not a speed assertion. */
+async function eventually(condition: () => boolean, limitMs = 5000): Promise<boolean> {
+  for (let waited = 0; waited < limitMs; waited += 10) {
+    if (condition()) return true;
+    await sleep(10);
+  }
+  return condition();
+}
+
+async function setup(clientOptions: { idleReleaseMs?: number; keepaliveIntervalMs?: number; keepaliveTimeoutMs?: number } = {}, via?: (port: number) => Promise<number>) {
+  const pki = testPki();
+  const target = await tcpServer(echo);
+  const server = await startHboneServer({ host: '127.0.0.1', port: 0, certificate: await pki.cert('ns', 'server'), handler: forwardToTarget() });
+  const client = createHboneClient({ certificates: pki.certificates, ...clientOptions });
+  const port = via ? await via(server.address().port) : server.address().port;
+  const connectOnce = () =>
+    client.connect({ source: pki.id('ns', 'client'), expectedIdentities: [pki.id('ns', 'server')], address: { host: '127.0.0.1', port }, authority: `127.0.0.1:${target.port}` });
+  return {
+    client,
+    server,
+    connectOnce,
+    close: async () => {
+      client.destroy();
+      await server.close();
+      await target.close();
+      await pki.close();
+    },
+  };
+}
+
+test('an idle pooled connection is released and the next tunnel dials anew', async (t) => {
+  const s = await setup({ idleReleaseMs: 50 });
+  const first = await s.connectOnce();
+  first.stream.end('a');
+  t.is(await readAll(first.stream), 'a');
+  t.is(s.client.stats().connections, 1);
+  t.true(await eventually(() => s.client.stats().connections === 0), 'released after idling');
+  t.true(await eventually(() => s.server.stats().connections === 0), 'and closed on the server too');
+  const second = await s.connectOnce();
+  t.is(s.client.stats().connections, 1);
+  second.stream.end('b');
+  t.is(await readAll(second.stream), 'b');
+  await s.close();
+});
+
+test('a connection whose PINGs go unanswered is dropped, failing its open tunnels', async (t) => {
+  // A TCP relay we can freeze sits between client and server: once frozen, nothing gets through.
+  const frozen = { value: false };
+  const links: Socket[] = [];
+  let relayServer: Awaited<ReturnType<typeof tcpServer>> | undefined;
+  const via = async (serverPort: number) => {
+    relayServer = await tcpServer((down) => {
+      const up = connect({ host: '127.0.0.1', port: serverPort });
+      up.on('error', () => {});
+      links.push(down, up);
+      down.on('data', (chunk: Buffer) => frozen.value || up.write(chunk));
+      up.on('data', (chunk: Buffer) => frozen.value || down.write(chunk));
+    });
+    return relayServer.port;
+  };
+  const s = await setup({ keepaliveIntervalMs: 20, keepaliveTimeoutMs: 100 }, via);
+  const tunnel = await s.connectOnce();
+  tunnel.stream.on('error', () => {});
+  tunnel.stream.write('ping');
+  await once(tunnel.stream, 'data');
+  frozen.value = true;
+  await new Promise((resolve) => tunnel.stream.once('close', resolve));
+  t.true(tunnel.stream.destroyed);
+  t.is(s.client.stats().connections, 0, 'the silent connection left the pool');
+  for (const link of links) link.destroy();
+  await relayServer?.close();
+  await s.close();
+});
+
+test('a closed client refuses new tunnels with HBONE_POOL_CLOSED', async (t) => {
+  const s = await setup();
+  await s.client.close();
+  const error = await t.throwsAsync(s.connectOnce());
+  t.is((error as { code?: string }).code, 'HBONE_POOL_CLOSED');
+  await s.close();
+});
+
+test('a rotated server certificate is presented on new connections', async (t) => {
+  const pki = testPki();
+  const target = await tcpServer(echo);
+  const server = await startHboneServer({ host: '127.0.0.1', port: 0, certificate: await pki.cert('ns', 'old'), handler: forwardToTarget() });
+  const request = (expected: string) => ({ source: pki.id('ns', 'client'), expectedIdentities: [pki.id('ns', expected)], address: { host: '127.0.0.1', port: server.address().port }, authority: `127.0.0.1:${target.port}` });
+  const before = createHboneClient({ certificates: pki.certificates });
+  const old = await before.connect(request('old'));
+  old.stream.end();
+  await readAll(old.stream);
+  server.setCertificate(await pki.cert('ns', 'new'));
+  const after = createHboneClient({ certificates: pki.certificates });
+  const fresh = await after.connect(request('new'));
+  t.is(fresh.peer.serviceAccount, 'new');
+  fresh.stream.end();
+  await readAll(fresh.stream);
+  const third = createHboneClient({ certificates: pki.certificates });
+  const stale = await t.throwsAsync(third.connect(request('old')));
+  t.is((stale as { code?: string }).code, 'HBONE_PEER_IDENTITY_MISMATCH');
+  third.destroy();
+  before.destroy();
+  after.destroy();
+  await server.close();
+  await target.close();
+  await pki.close();
+});
