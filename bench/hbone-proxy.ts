@@ -18,6 +18,7 @@
 import { once } from 'node:events';
 import { fstatSync, readFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { createLogger, type LogLevel } from '../src/core/logger.ts';
 import { createHboneClient } from '../src/hbone/client.ts';
@@ -80,26 +81,44 @@ const listenPort = Number(values.port);
 let shutdown: () => Promise<void>;
 let port: number;
 
-if (mode === 'tcp') {
-  // Plain TCP through the same relay: the cost of a Node process in the path, without TLS or HTTP/2.
-  const target = hostPort(values.target, '--target');
+/**
+ * A plain TCP listener that opens an upstream per accepted connection and relays to it; a failed
+ * upstream resets the accepted connection.
+ */
+async function relayListener(openUpstream: () => Promise<Duplex>): Promise<{ port: number; close(): void }> {
   const sockets = new Set<Socket>();
   const listener = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     sockets.add(socket);
-    socket.on('error', () => {});
+    socket.on('error', () => {}); // the relay reports, or the failed open below resets
     socket.once('close', () => sockets.delete(socket));
-    dial(target.host, target.port, 10_000).then(
-      (upstream) => relay(socket, upstream),
-      () => socket.resetAndDestroy(),
+    openUpstream().then(
+      async (upstream) => {
+        const result = await relay(socket, upstream);
+        if (result.error) log.debug({ code: result.error.code, err: result.error.message }, 'tunnel ended with an error');
+      },
+      (err: unknown) => {
+        log.warn({ err: err instanceof Error ? err.message : String(err) }, 'upstream open failed');
+        socket.resetAndDestroy();
+      },
     );
   });
   listener.listen({ host: '127.0.0.1', port: listenPort });
   await once(listener, 'listening');
-  port = (listener.address() as AddressInfo).port;
-  shutdown = async () => {
-    listener.close();
-    for (const socket of sockets) socket.destroy();
+  return {
+    port: (listener.address() as AddressInfo).port,
+    close() {
+      listener.close();
+      for (const socket of sockets) socket.destroy();
+    },
   };
+}
+
+if (mode === 'tcp') {
+  // Plain TCP through the same relay: the cost of a Node process in the path, without TLS or HTTP/2.
+  const target = hostPort(values.target, '--target');
+  const listener = await relayListener(() => dial(target.host, target.port, 10_000));
+  port = listener.port;
+  shutdown = async () => listener.close();
 } else if (mode === 'server') {
   const certificate = loadCertificate(values.cert as string);
   const server = await startHboneServer({ host: '127.0.0.1', port: listenPort, certificate, handler: forwardToTarget(), logger: log });
@@ -112,35 +131,11 @@ if (mode === 'tcp') {
   const expected = parseSpiffeId(values.expect ?? '');
   if (!expected.ok) usage(`--expect: ${expected.errors.join('; ')}`);
   const client = createHboneClient({ certificates: { fetch: async () => certificate }, logger: log });
-  const sockets = new Set<Socket>();
-  const listener = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-    sockets.add(socket);
-    socket.on('error', () => {}); // the relay reports, or the failed connect below resets
-    socket.once('close', () => sockets.delete(socket));
-    client
-      .connect({
-        source: certificate.identity,
-        expectedIdentities: [expected.value],
-        address: hbone,
-        authority: `${target.host}:${target.port}`,
-      })
-      .then(
-        async (tunnel) => {
-          const result = await relay(socket, tunnel.stream);
-          if (result.error) log.debug({ code: result.error.code, err: result.error.message }, 'tunnel ended with an error');
-        },
-        (err: unknown) => {
-          log.warn({ err: err instanceof Error ? err.message : String(err) }, 'HBONE connect failed');
-          socket.resetAndDestroy();
-        },
-      );
-  });
-  listener.listen({ host: '127.0.0.1', port: listenPort });
-  await once(listener, 'listening');
-  port = (listener.address() as AddressInfo).port;
+  const request = { source: certificate.identity, expectedIdentities: [expected.value], address: hbone, authority: `${target.host}:${target.port}` };
+  const listener = await relayListener(async () => (await client.connect(request)).stream);
+  port = listener.port;
   shutdown = async () => {
     listener.close();
-    for (const socket of sockets) socket.destroy();
     client.destroy();
   };
 }

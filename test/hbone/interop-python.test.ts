@@ -195,6 +195,11 @@ async function closedPort(): Promise<number> {
   return s.port;
 }
 
+/** A CONNECT from ns/client to a Python server, expecting it to be ns/server. */
+function requestTo(pki: ReturnType<typeof usePki>, port: number, authority: string) {
+  return { source: pki.id('ns', 'client'), expectedIdentities: [pki.id('ns', 'server')], address: { host: '127.0.0.1', port }, authority };
+}
+
 test('python h2 client → our HBONE server: CONNECT tunnels to the target and the handler sees the client identity', async (t) => {
   if (!canRun(t)) return;
   const pki = usePki(t);
@@ -303,15 +308,7 @@ test('our HBONE client → python h2 server with an unexpected identity: rejecte
   const python = await startPythonServer(t, await pem('impostor', await pki.cert('ns', 'impostor')));
   const client = createHboneClient({ certificates: pki.certificates });
   t.teardown(() => client.destroy());
-  const err = await t.throwsAsync(
-    client.connect({
-      source: pki.id('ns', 'client'),
-      expectedIdentities: [pki.id('ns', 'server')],
-      address: { host: '127.0.0.1', port: python.port },
-      authority: '10.9.8.7:8080',
-    }),
-    { instanceOf: HboneError },
-  );
+  const err = await t.throwsAsync(client.connect(requestTo(pki, python.port, '10.9.8.7:8080')), { instanceOf: HboneError });
   t.is(err?.code, 'HBONE_PEER_IDENTITY_MISMATCH');
   t.regex(err?.message ?? '', /impostor/);
 });
@@ -323,15 +320,7 @@ test('our HBONE client → python h2 server answering 503: rejected with the sta
   const python = await startPythonServer(t, await pem('server', await pki.cert('ns', 'server')), 503);
   const client = createHboneClient({ certificates: pki.certificates });
   t.teardown(() => client.destroy());
-  const err = await t.throwsAsync(
-    client.connect({
-      source: pki.id('ns', 'client'),
-      expectedIdentities: [pki.id('ns', 'server')],
-      address: { host: '127.0.0.1', port: python.port },
-      authority: '10.9.8.7:8080',
-    }),
-    { instanceOf: HboneError },
-  );
+  const err = await t.throwsAsync(client.connect(requestTo(pki, python.port, '10.9.8.7:8080')), { instanceOf: HboneError });
   t.is(err?.code, 'HBONE_CONNECT_REJECTED');
   t.is(err?.status, 503);
   t.like(await python.next(), { method: 'CONNECT', authority: '10.9.8.7:8080', status: 503 });
