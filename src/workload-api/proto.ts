@@ -1,0 +1,79 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { loadSync as loadPackageDefinition, type Options as LoaderOptions, type PackageDefinition } from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
+
+/** xDS type URLs of the workload API (reference ztunnel.md §1). */
+export const TypeUrl = {
+  address: 'type.googleapis.com/istio.workload.Address',
+  authorization: 'type.googleapis.com/istio.security.Authorization',
+} as const;
+export type TypeUrl = (typeof TypeUrl)[keyof typeof TypeUrl];
+
+export const GrpcMethod = {
+  deltaAds: '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources',
+  createCertificate: '/istio.v1.auth.IstioCertificateService/CreateCertificate',
+} as const;
+
+/** The .proto files, relative to proto/. */
+export const PROTO_FILES = ['workload.proto', 'authorization.proto', 'zds.proto', 'citadel.proto', 'discovery.proto'] as const;
+
+/**
+ * Conversion options shared by the generated types (scripts/gen-proto.ts passes the same flags),
+ * the gRPC loader and protobufjs decoding, so a decoded message has exactly its `__Output` shape.
+ */
+export const CONVERSION = { longs: Number, enums: String, bytes: Buffer, defaults: true, oneofs: true } as const;
+const LOADER_OPTIONS: LoaderOptions = { ...CONVERSION, keepCase: false, arrays: true, objects: true };
+
+/** proto/ of this checkout, found upwards from this file (src/ or dist/src/). */
+export function protoDir(): string {
+  for (let dir = import.meta.dirname; dir !== dirname(dir); dir = dirname(dir)) {
+    if (existsSync(join(dir, 'proto', 'workload.proto'))) return join(dir, 'proto');
+  }
+  throw new Error('cannot find proto/ above ' + import.meta.dirname);
+}
+
+let grpcDefinition: PackageDefinition | undefined;
+let root: protobuf.Root | undefined;
+
+/** The package definition for @grpc/grpc-js services (loaded once). */
+export function grpcPackageDefinition(): PackageDefinition {
+  return (grpcDefinition ??= loadPackageDefinition([...PROTO_FILES], { ...LOADER_OPTIONS, includeDirs: [protoDir()] }));
+}
+
+/** The protobufjs root with every message of our protos (loaded once). */
+export function protoRoot(): protobuf.Root {
+  if (!root) {
+    const dir = protoDir();
+    const loaded = new protobuf.Root();
+    loaded.resolvePath = (_origin, target) => (target.startsWith('google/protobuf/') ? target : join(dir, target.replace(dir + '/', '')));
+    loaded.loadSync(PROTO_FILES.map((f) => join(dir, f)), { keepCase: false });
+    loaded.resolveAll();
+    root = loaded;
+  }
+  return root;
+}
+
+/** A message type by its full name (`istio.workload.Address`). */
+export function messageType(fullName: string): protobuf.Type {
+  return protoRoot().lookupType(fullName);
+}
+
+/** Decodes bytes into the plain `__Output` shape; throws on malformed protobuf. */
+export function decodeMessage<T>(fullName: string, bytes: Uint8Array): T {
+  const type = messageType(fullName);
+  return type.toObject(type.decode(bytes), CONVERSION) as T;
+}
+
+/** Encodes a plain object (input shape, camelCase) after checking it fits the type. */
+export function encodeMessage(fullName: string, value: object): Buffer {
+  const type = messageType(fullName);
+  const problem = type.verify(value);
+  if (problem) throw new TypeError(`${fullName}: ${problem}`);
+  return Buffer.from(type.encode(type.fromObject(value)).finish());
+}
+
+/** The full message name behind a type URL (`type.googleapis.com/istio.workload.Address` → `istio.workload.Address`). */
+export function messageNameOf(typeUrl: string): string {
+  return typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+}
