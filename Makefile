@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 # Debian packages the tests and benchmarks drive as real peers.
-DEB_PACKAGES := python3 python3-h2 openssl stunnel4 iperf3 iproute2 iptables
+DEB_PACKAGES := python3 python3-h2 python3-grpcio python3-protobuf protobuf-compiler libprotobuf-dev openssl stunnel4 iperf3 iproute2 iptables
 
 .PHONY: all deps npm-deps deb-deps build test test-unit check-imports bench bench-hbone clean
 
