@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 # Debian packages the tests and benchmarks drive as real peers.
 DEB_PACKAGES := python3 python3-h2 python3-grpcio python3-protobuf protobuf-compiler libprotobuf-dev openssl stunnel4 iperf3 iproute2 iptables
 
-.PHONY: all deps npm-deps deb-deps build test test-unit check-imports bench bench-hbone clean
+.PHONY: all deps npm-deps deb-deps build test check-imports check-generated proto bench bench-hbone bench-xds clean
 
 all: build
 
@@ -36,14 +36,23 @@ build: npm-deps
 check-imports: build
 	node dist/scripts/check-imports.js
 
-test: deps build check-imports
+check-generated: build
+	node dist/scripts/gen-proto.js --check
+
+proto: build
+	node dist/scripts/gen-proto.js
+
+test: deps build check-imports check-generated
 	@echo "node $$(node --version)"
 	ava
 
-bench: bench-hbone
+bench: bench-hbone bench-xds
 
 bench-hbone: deps build
 	node dist/bench/hbone.js
+
+bench-xds: deps build
+	node dist/bench/xds.js
 
 clean:
 	rm -rf dist
