@@ -24,7 +24,11 @@ export function readImportGraph(srcDir: string): Map<string, string[]> {
   const walk = (dir: string): void => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
       const path = join(dir, entry.name);
-      if (entry.isDirectory()) walk(path);
+      // Generated protobuf types are type-only and machine-made (Struct ⇄ Value ⇄ ListValue import
+      // each other); the rules govern the code we write.
+      if (entry.isDirectory()) {
+        if (entry.name !== 'generated') walk(path);
+      }
       else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) {
         const text = readFileSync(path, 'utf8');
         const specifiers = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+'(\.[^']+)'|import\('(\.[^']+)'\)/g)].map((m) => m[1] ?? m[2] ?? '');
