@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fail, ok, type Result } from '../core/result.ts';
-import { tokenSourceFrom, type TokenSource } from './grpc-auth.ts';
+import { tokenSourceFrom, withScheme, type TokenSource } from './grpc-auth.ts';
 
 /** Environment variable names, as ztunnel reads them (reference ztunnel.md §2.1, §2.2, §10.1). */
 export const Env = {
@@ -42,11 +42,6 @@ export interface WorkloadApiEnv {
   readonly secretTtlSeconds: number;
   readonly onDemand: boolean;
   readonly local: { readonly kind: 'path'; readonly path: string } | { readonly kind: 'inline'; readonly yaml: string } | undefined;
-}
-
-/** `https://` is prepended when the scheme is missing, as ztunnel does. */
-export function withScheme(address: string): string {
-  return /^[a-z][a-z0-9+.-]*:\/\//i.test(address) ? address : `https://${address}`;
 }
 
 export function rootCaFrom(value: string | undefined): RootCa {

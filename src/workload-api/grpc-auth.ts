@@ -87,12 +87,16 @@ export interface GrpcTarget {
   readonly secure: boolean;
 }
 
+/** `https://` is prepended when the scheme is missing, as ztunnel does. */
+export function withScheme(address: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(address) ? address : `https://${address}`;
+}
+
 /** `https://host:port`, `http://host:port` or `host:port` (a missing scheme means https, as in Istio). */
 export function grpcTarget(address: string): GrpcTarget {
-  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(address) ? address : `https://${address}`;
   let url: URL;
   try {
-    url = new URL(withScheme);
+    url = new URL(withScheme(address));
   } catch {
     throw new TypeError(`"${address}" is not a valid address (expected https://host:port or host:port)`);
   }

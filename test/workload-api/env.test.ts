@@ -2,7 +2,8 @@ import test from 'ava';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseDurationSeconds, parseWorkloadApiEnv, withScheme } from '../../src/workload-api/env.ts';
+import { parseDurationSeconds, parseWorkloadApiEnv } from '../../src/workload-api/env.ts';
+import { withScheme } from '../../src/workload-api/grpc-auth.ts';
 
 test('defaults follow ztunnel: local istiod outside Kubernetes, in-cluster istiod inside', (t) => {
   const outside = parseWorkloadApiEnv({});
