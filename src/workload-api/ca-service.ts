@@ -103,7 +103,7 @@ export function signingIdentity(caller: SpiffeId, request: IstioCertificateReque
   }
   if (spiffeIdEquals(requested.value, caller)) return { ok: true, identity: caller, impersonated: false };
   if (!authorizer.mayImpersonate(caller, requested.value)) {
-    return refuse(status.PERMISSION_DENIED, `${formatSpiffeId(caller)} may not request certificates for ${value.stringValue}`);
+    return refuse(status.PERMISSION_DENIED, `${formatSpiffeId(caller)} may not request certificates for ${value.stringValue}`, ErrorCode.CA_PERMISSION_DENIED);
   }
   return { ok: true, identity: requested.value, impersonated: true };
 }
@@ -127,7 +127,7 @@ export function caService(options: CaServiceOptions): GrpcService {
     } catch (err) {
       return { ok: false, status: status.UNAVAILABLE, message: `cannot authenticate the caller: ${errorMessage(err)}` };
     }
-    if (!authenticated.ok) return { ok: false, status: status.UNAUTHENTICATED, message: authenticated.errors.join('; ') };
+    if (!authenticated.ok) return { ok: false, status: status.UNAUTHENTICATED, message: authenticated.errors.join('; '), code: ErrorCode.CA_UNAUTHENTICATED };
     const caller = authenticated.value.identity;
     fields['caller'] = formatSpiffeId(caller);
 

@@ -336,7 +336,7 @@ class DeltaAdsClient extends EventEmitter<XdsClientEvents> implements XdsClient 
       handlerRejections = handler.handle(accepted, response.removedResources);
     } catch (err) {
       const message = `handler failed: ${errorMessage(err)}`;
-      this.#log.error({ typeUrl, nonce, err: errorMessage(err) }, 'xDS handler threw; NACKing the whole response');
+      this.#log.error({ code: ErrorCode.XDS_HANDLER_FAILED, typeUrl, nonce, err: errorMessage(err) }, 'xDS handler threw; NACKing the whole response');
       this.#nack(call, typeUrl, nonce, message);
       return;
     }
@@ -353,7 +353,7 @@ class DeltaAdsClient extends EventEmitter<XdsClientEvents> implements XdsClient 
       this.#ack(call, typeUrl, nonce);
     } else {
       const message = nackMessage(rejections);
-      this.#log.warn({ typeUrl, nonce, rejected: rejections.length, message }, 'xDS resources rejected');
+      this.#log.warn({ code: ErrorCode.XDS_RESOURCE_REJECTED, typeUrl, nonce, rejected: rejections.length, message }, 'xDS resources rejected');
       this.#nack(call, typeUrl, nonce, message);
     }
   }
@@ -399,9 +399,9 @@ class DeltaAdsClient extends EventEmitter<XdsClientEvents> implements XdsClient 
     const benign = isBenignClose(status);
     if (benign) this.#backoff.reset();
     const retryInMs = this.#backoff.next();
-    const fields = { code: GrpcStatus[status.code] ?? status.code, details: status.details, retryInMs };
+    const fields = { grpcStatus: GrpcStatus[status.code] ?? status.code, details: status.details, retryInMs };
     if (benign) this.#log.info(fields, 'xDS stream closed; reconnecting');
-    else this.#log.warn(fields, 'xDS stream failed; reconnecting');
+    else this.#log.warn({ ...fields, code: ErrorCode.XDS_STREAM_FAILED }, 'xDS stream failed; reconnecting');
     // Not unref'd: reconnecting is this client's job until close() (a process awaiting `synced` must not exit).
     this.#timer = setTimeout(() => this.#connect(), retryInMs);
     this.emit('disconnected', { code: status.code, details: status.details, benign, retryInMs });

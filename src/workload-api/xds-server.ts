@@ -1,5 +1,6 @@
 import { status as GrpcStatus, type ServerDuplexStream, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
+import { ErrorCode } from '../core/error-codes.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import type { DeltaDiscoveryRequest__Output } from './generated/envoy/service/discovery/v3/DeltaDiscoveryRequest.ts';
 import type { DeltaDiscoveryResponse } from './generated/envoy/service/discovery/v3/DeltaDiscoveryResponse.ts';
@@ -191,7 +192,7 @@ class XdsServer {
       try {
         this.#request(stream, request);
       } catch (err) {
-        stream.log.error({ err }, 'xDS request handling failed; ending the stream');
+        stream.log.error({ code: ErrorCode.XDS_BAD_REQUEST, err }, 'xDS request handling failed; ending the stream');
         this.#fail(stream, GrpcStatus.INTERNAL, 'internal error handling the request');
       }
     });
@@ -300,7 +301,7 @@ class XdsServer {
     if (errorDetail) {
       this.#nacks++;
       // The NACKed versions stay recorded as sent: they go out again only when they change.
-      stream.log.warn({ typeUrl, nonce, statusCode: errorDetail.code, errorMessage: errorDetail.message, resources: names.length }, `xDS client rejected a response (NACK): ${errorDetail.message}`);
+      stream.log.warn({ code: ErrorCode.XDS_NACK_RECEIVED, typeUrl, nonce, statusCode: errorDetail.code, errorMessage: errorDetail.message, resources: names.length }, `xDS client rejected a response (NACK): ${errorDetail.message}`);
       this.#notify(stream, () => this.#onNack?.({ ...base, message: errorDetail.message, statusCode: errorDetail.code }));
     } else {
       this.#acks++;
@@ -344,7 +345,7 @@ class XdsServer {
         try {
           this.#flush(s);
         } catch (err) {
-          s.log.error({ err }, 'xDS push failed; ending the stream');
+          s.log.error({ code: ErrorCode.XDS_STREAM_FAILED, err }, 'xDS push failed; ending the stream');
           this.#fail(s, GrpcStatus.INTERNAL, 'internal error building a response');
         }
       }
