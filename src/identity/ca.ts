@@ -114,6 +114,33 @@ export class CertificateAuthority {
     return this.#material.rootsPem;
   }
 
+  /** The signing certificate and intermediates between a leaf and the root (none when the CA is the root). */
+  #chainAboveLeaf(): string[] {
+    const { certPem, intermediatesPem, rootsPem } = this.#material;
+    return rootsPem.includes(certPem) ? [] : [certPem, ...intermediatesPem];
+  }
+
+  /**
+   * A TLS serving certificate for DNS names (istiod's `istiod.istio-system.svc` on 15012), with a
+   * fresh key; clients verify it against this CA's roots.
+   */
+  issueServingCertificate(dnsNames: readonly string[], ttlSeconds = this.#defaultTtl): ServingCertificate {
+    const { privateKey, publicKey } = generateKeyPair();
+    const now = this.#now();
+    const leafPem = buildCertificatePem({
+      subject: [],
+      issuer: this.#subject,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + ttlSeconds * 1000),
+      publicKey,
+      signingKey: this.#material.key,
+      issuerPublicKey: createPublicKey(this.#material.key),
+      isCa: false,
+      dnsNames,
+    });
+    return { certChainPem: [leafPem, ...this.#chainAboveLeaf()].join(''), privateKeyPem: privateKeyPem(privateKey) };
+  }
+
   /** Signs a CSR. Data problems (bad CSR, wrong identity, TTL too long) come back as a failed result. */
   sign(request: SignRequest): Result<string[]> {
     const csr = parseCsrPem(request.csrPem);
@@ -137,9 +164,14 @@ export class CertificateAuthority {
       isCa: false,
       uris: [wanted],
     });
-    const chain = this.#material.rootsPem.includes(this.#material.certPem) ? [] : [this.#material.certPem];
-    return ok([leafPem, ...chain, ...this.#material.intermediatesPem, this.#material.rootsPem.join('')]);
+    return ok([leafPem, ...this.#chainAboveLeaf(), this.#material.rootsPem.join('')]);
   }
+}
+
+export interface ServingCertificate {
+  /** Leaf, then the CA's chain up to (not including) the root. */
+  readonly certChainPem: string;
+  readonly privateKeyPem: string;
 }
 
 /** The CA certificate's subject Name exactly as encoded, to be each leaf's issuer. */

@@ -68,9 +68,12 @@ export function extension(id: string, critical: boolean, value: Asn1): Asn1 {
   return seq(parts);
 }
 
-/** GeneralNames with URI entries ([6] IA5String). */
-export function uriNames(uris: readonly string[]): Asn1 {
-  return seq(uris.map((uri) => asn1.create(asn1.Class.CONTEXT_SPECIFIC, 6, false, uri)));
+/** GeneralNames with URI entries ([6] IA5String) and DNS entries ([2] IA5String). */
+export function generalNames(uris: readonly string[], dnsNames: readonly string[] = []): Asn1 {
+  return seq([
+    ...dnsNames.map((dns) => asn1.create(asn1.Class.CONTEXT_SPECIFIC, 2, false, dns)),
+    ...uris.map((uri) => asn1.create(asn1.Class.CONTEXT_SPECIFIC, 6, false, uri)),
+  ]);
 }
 
 export function encode(value: Asn1): Buffer {

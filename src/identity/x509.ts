@@ -2,7 +2,7 @@ import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, ve
 import { fail, ok, type Result } from '../core/result.ts';
 import {
   bits, bool, children, decode, encode, explicit, extension, isContext, name, oid, Oid, oidOf,
-  primitiveBytes, raw, sequenceElements, seq, set, smallInt, time, unsignedInt, uriNames, type Asn1,
+  primitiveBytes, raw, sequenceElements, seq, set, smallInt, time, unsignedInt, generalNames, type Asn1,
 } from './der.ts';
 import { derToPem, pemToDer } from './pem.ts';
 
@@ -27,7 +27,7 @@ function signed(tbs: Asn1, key: KeyObject): Buffer {
 export function buildCsrPem(privateKey: KeyObject, uris: readonly string[]): string {
   const publicKey = createPublicKey(privateKey);
   const spki = publicKey.export({ type: 'spki', format: 'der' });
-  const extensions = seq([extension(Oid.subjectAltName, true, uriNames(uris))]);
+  const extensions = seq([extension(Oid.subjectAltName, true, generalNames(uris))]);
   // attributes [0] IMPLICIT SET OF Attribute: the context tag stands in for the SET tag.
   const attributes = explicit(0, seq([oid(Oid.extensionRequest), set([extensions])]));
   const info = seq([smallInt(0), name([]), raw(spki), attributes]);
@@ -95,6 +95,8 @@ export interface CertificateSpec {
   readonly isCa: boolean;
   /** URI SANs; a leaf with an empty subject carries them as a critical extension. */
   readonly uris?: readonly string[];
+  /** DNS SANs, for serving certificates (the control plane's gRPC port). */
+  readonly dnsNames?: readonly string[];
 }
 
 function keyIdentifier(key: KeyObject): Buffer {
@@ -119,8 +121,10 @@ export function buildCertificatePem(spec: CertificateSpec): string {
   }
   extensions.push(extension(Oid.subjectKeyIdentifier, false, octetsOf(keyIdentifier(spec.publicKey))));
   extensions.push(extension(Oid.authorityKeyIdentifier, false, seq([contextPrimitive(0, keyIdentifier(spec.issuerPublicKey))])));
-  if (spec.uris && spec.uris.length > 0) {
-    extensions.push(extension(Oid.subjectAltName, spec.subject.length === 0, uriNames(spec.uris)));
+  const uris = spec.uris ?? [];
+  const dnsNames = spec.dnsNames ?? [];
+  if (uris.length + dnsNames.length > 0) {
+    extensions.push(extension(Oid.subjectAltName, spec.subject.length === 0, generalNames(uris, dnsNames)));
   }
   const tbs = seq([
     explicit(0, smallInt(2)),

@@ -7,17 +7,15 @@ import test, { type ExecutionContext } from 'ava';
 import { status, type ServiceDefinition } from '@grpc/grpc-js';
 import type { MethodDefinition } from '@grpc/proto-loader';
 import { execFile } from 'node:child_process';
-import { createPrivateKey, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode } from '../../src/core/error-codes.ts';
 import type { Logger } from '../../src/core/logger.ts';
-import { CaFiles, CertificateAuthority } from '../../src/identity/ca.ts';
+import { CertificateAuthority } from '../../src/identity/ca.ts';
 import { CertManager } from '../../src/identity/cert-manager.ts';
-import { bits, encode, explicit, extension, name, oid, Oid, raw, sequenceElements, seq, smallInt, time, unsignedInt } from '../../src/identity/der.ts';
-import { derToPem } from '../../src/identity/pem.ts';
 import { formatSpiffeId, spiffeId, type SpiffeId } from '../../src/identity/spiffe.ts';
 import { buildCsrPem, generateKeyPair } from '../../src/identity/x509.ts';
 import { CaCallError, GrpcCaClient, type GrpcCaClientOptions } from '../../src/workload-api/ca-client.ts';
@@ -40,36 +38,6 @@ const SCRIPTS = fileURLToPath(new URL('../../../test/interop/', import.meta.url)
 
 // ---------------------------------------------------------------------------------------------
 // fixtures
-
-/** A serving certificate with DNS SANs signed by the mesh CA (whose key we read back from its saved files). */
-function servingCertificate(caCertPem: string, caKey: KeyObject, dnsNames: readonly string[]): { certPem: string; keyPem: string } {
-  const { privateKey, publicKey } = generateKeyPair();
-  const caTbs = sequenceElements(new X509Certificate(caCertPem).raw)[0] as Buffer;
-  const caFields = sequenceElements(caTbs);
-  const issuer = caFields[caFields[0]?.[0] === 0xa0 ? 5 : 4] as Buffer;
-  // GeneralName dNSName is [2] IMPLICIT IA5String.
-  const dns = seq(dnsNames.map((n) => raw(Buffer.concat([Buffer.of(0x82, n.length), Buffer.from(n, 'ascii')]))));
-  const serial = randomBytes(16);
-  serial[0] = (serial[0] as number) & 0x7f;
-  const algorithm = seq([oid(Oid.ecdsaWithSha256)]);
-  const tbs = encode(seq([
-    explicit(0, smallInt(2)),
-    unsignedInt(serial),
-    algorithm,
-    raw(issuer),
-    seq([time(new Date(Date.now() - 60_000)), time(new Date(Date.now() + 3600_000))]),
-    name([[Oid.commonName, dnsNames[0] ?? '']]),
-    raw(publicKey.export({ type: 'spki', format: 'der' })),
-    explicit(3, seq([
-      extension(Oid.basicConstraints, true, seq([])),
-      extension(Oid.keyUsage, true, bits(Buffer.of(0x80), 7)), // digitalSignature
-      extension(Oid.extKeyUsage, false, seq([oid(Oid.serverAuth)])),
-      extension(Oid.subjectAltName, false, dns),
-    ])),
-  ]));
-  const der = encode(seq([raw(tbs), algorithm, bits(sign('sha256', tbs, caKey))]));
-  return { certPem: derToPem('CERTIFICATE', der), keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
-}
 
 async function tempDir(t: ExecutionContext, prefix: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
@@ -99,15 +67,13 @@ interface FixtureOptions {
 async function startCa(t: ExecutionContext, options: FixtureOptions = {}): Promise<CaFixture> {
   const ca = CertificateAuthority.generate(TD, { maxTtlSeconds: 30 * 86_400 });
   const dir = await tempDir(t, 'ambient-ca-service-');
-  await ca.save(join(dir, 'ca'));
-  const caKey = createPrivateKey(await readFile(join(dir, 'ca', CaFiles.key), 'utf8'));
   const rootPem = ca.rootsPem.join('');
-  const serving = servingCertificate(rootPem, caKey, [ISTIOD]);
+  const serving = ca.issueServingCertificate([ISTIOD]);
   const authenticator = bearerTokenAuthenticator(new Map([[TOKENS.ztunnel, ztunnel], [TOKENS.sleep, sleep], [TOKENS.httpbin, httpbin]]));
   const server = await startGrpcServer({
     host: '127.0.0.1',
     port: 0,
-    ...(options.tls === false ? {} : { tls: { certChainPem: serving.certPem, privateKeyPem: serving.keyPem } }),
+    ...(options.tls === false ? {} : { tls: serving }),
     services: [caService({ ca, authenticator, ...pick(options, 'authorizer', 'logger', 'maxTtlSeconds') })],
     drainMs: 1000,
   });
