@@ -52,7 +52,7 @@ bench-hbone: deps build
 	node dist/bench/hbone.js
 
 bench-xds: deps build
-	node dist/bench/xds.js
+	node --expose-gc dist/bench/xds.js
 
 clean:
 	rm -rf dist

@@ -71,9 +71,10 @@ export function decodeMessage<T>(fullName: string, bytes: Uint8Array): T {
  */
 export function encodeMessage(fullName: string, value: object, options: { unchecked?: boolean } = {}): Buffer {
   const type = messageType(fullName);
-  const problem = options.unchecked ? null : type.verify(value);
+  const message = type.fromObject(value);
+  const problem = options.unchecked ? null : type.verify(message);
   if (problem) throw new TypeError(`${fullName}: ${problem}`);
-  return Buffer.from(type.encode(type.fromObject(value)).finish());
+  return Buffer.from(type.encode(message).finish());
 }
 
 /** The full message name behind a type URL (`type.googleapis.com/istio.workload.Address` → `istio.workload.Address`). */
