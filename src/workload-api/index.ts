@@ -1,0 +1,15 @@
+export * from './types.ts';
+export * from './store.ts';
+export * from './store-handlers.ts';
+export * from './xds-types.ts';
+export * from './xds-client.ts';
+export { xdsService, type XdsServerOptions, type XdsServerStats, type XdsService, type XdsAckEvent as XdsServerAckEvent, type XdsNackEvent as XdsServerNackEvent } from './xds-server.ts';
+export * from './snapshot.ts';
+export * from './ca-service.ts';
+export * from './ca-client.ts';
+export * from './grpc-server.ts';
+export * from './grpc-auth.ts';
+export * from './local-config.ts';
+export * from './local-source.ts';
+export * from './env.ts';
+export { TypeUrl, GrpcMethod, encodeMessage, decodeMessage } from './proto.ts';
