@@ -35,7 +35,7 @@ function generate(outDir: string): void {
   for (const file of files(outDir)) {
     const path = join(outDir, file);
     let text = readFileSync(path, 'utf8')
-      .replace(/^\/\/ Original file: .*\n/m, (line) => line.replace(root + '/', ''))
+      .replace(/^\/\/ Original file: .*$/gm, (line) => line.replace(root + '/', ''))
       .replace(/from '(\.{1,2}\/[^']+)'/g, "from '$1.ts'");
     // A top-level type map of a file without services is unused (messages are decoded with
     // protobufjs) and would not compile under noUnusedLocals: leave it out.

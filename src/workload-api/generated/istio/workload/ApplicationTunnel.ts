@@ -1,7 +1,7 @@
 // Original file: proto/workload.proto
 
 
-// Original file: /work/main/proto/workload.proto
+// Original file: proto/workload.proto
 
 export const _istio_workload_ApplicationTunnel_Protocol = {
   NONE: 'NONE',

@@ -1,7 +1,7 @@
 // Original file: proto/workload.proto
 
 
-// Original file: /work/main/proto/workload.proto
+// Original file: proto/workload.proto
 
 export const _istio_workload_LoadBalancing_HealthPolicy = {
   ONLY_HEALTHY: 'ONLY_HEALTHY',
@@ -16,7 +16,7 @@ export type _istio_workload_LoadBalancing_HealthPolicy =
 
 export type _istio_workload_LoadBalancing_HealthPolicy__Output = typeof _istio_workload_LoadBalancing_HealthPolicy[keyof typeof _istio_workload_LoadBalancing_HealthPolicy]
 
-// Original file: /work/main/proto/workload.proto
+// Original file: proto/workload.proto
 
 export const _istio_workload_LoadBalancing_Mode = {
   UNSPECIFIED_MODE: 'UNSPECIFIED_MODE',
@@ -37,7 +37,7 @@ export type _istio_workload_LoadBalancing_Mode =
 
 export type _istio_workload_LoadBalancing_Mode__Output = typeof _istio_workload_LoadBalancing_Mode[keyof typeof _istio_workload_LoadBalancing_Mode]
 
-// Original file: /work/main/proto/workload.proto
+// Original file: proto/workload.proto
 
 export const _istio_workload_LoadBalancing_Scope = {
   UNSPECIFIED_SCOPE: 'UNSPECIFIED_SCOPE',

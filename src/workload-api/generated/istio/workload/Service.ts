@@ -8,7 +8,7 @@ import type { IPFamilies as _istio_workload_IPFamilies, IPFamilies__Output as _i
 import type { Extension as _istio_workload_Extension, Extension__Output as _istio_workload_Extension__Output } from '../../istio/workload/Extension.ts';
 import type { WeightedWaypoint as _istio_workload_WeightedWaypoint, WeightedWaypoint__Output as _istio_workload_WeightedWaypoint__Output } from '../../istio/workload/WeightedWaypoint.ts';
 
-// Original file: /work/main/proto/workload.proto
+// Original file: proto/workload.proto
 
 export const _istio_workload_Service_Visibility = {
   PUBLIC: 'PUBLIC',
