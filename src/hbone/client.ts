@@ -61,7 +61,8 @@ interface PooledConnection {
   session?: ClientHttp2Session;
   /** Streams open or being opened on this connection. */
   reserved: number;
-  lastCheckout: number;
+  /** When a stream last started or ended on it. */
+  lastUsed: number;
   /** No new streams: GOAWAY, error, idle release or pool close. */
   retired: boolean;
 }
@@ -81,7 +82,8 @@ export function createHboneClient(options: HboneClientOptions): HboneClient {
 
   const sweep = setInterval(() => {
     const now = Date.now();
-    for (const conn of all) if (!conn.retired && now - conn.lastCheckout >= idleReleaseMs) retire(conn, 'idle');
+    // Only a connection with no stream open or being opened is idle; a dial in progress never is.
+    for (const conn of all) if (!conn.retired && conn.reserved === 0 && now - conn.lastUsed >= idleReleaseMs) retire(conn, 'idle');
   }, Math.max(10, Math.min(idleReleaseMs, 30_000)));
   sweep.unref();
 
@@ -117,12 +119,12 @@ export function createHboneClient(options: HboneClientOptions): HboneClient {
       all.add(conn);
     }
     conn.reserved++;
-    conn.lastCheckout = Date.now();
+    conn.lastUsed = Date.now();
     return conn;
   }
 
   function dial(key: string, request: HboneConnectRequest): PooledConnection {
-    const conn: PooledConnection = { key, reserved: 0, lastCheckout: Date.now(), retired: false, ready: undefined as never };
+    const conn: PooledConnection = { key, reserved: 0, lastUsed: Date.now(), retired: false, ready: undefined as never };
     const ready = (async () => {
       const certificate = await options.certificates.fetch(request.source);
       const socket = await openTls(request, clientTlsOptions(certificate, request.expectedIdentities), options.dialTimeoutMs ?? Timeouts.dialMs);
@@ -167,6 +169,7 @@ export function createHboneClient(options: HboneClientOptions): HboneClient {
       if (released) return;
       released = true;
       conn.reserved--;
+      conn.lastUsed = Date.now();
     };
     try {
       const { session, peer } = await conn.ready;

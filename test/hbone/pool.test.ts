@@ -53,6 +53,30 @@ test('an idle pooled connection is released and the next tunnel dials anew', asy
   await s.close();
 });
 
+test('idle release spares a connection still dialing and one with an open stream', async (t) => {
+  // Regression: a dial slower than the idle timeout was retired before its first stream opened.
+  const pki = testPki();
+  const target = await tcpServer(echo);
+  const server = await startHboneServer({ host: '127.0.0.1', port: 0, certificate: await pki.cert('ns', 'server'), handler: forwardToTarget() });
+  const slowCertificates = { fetch: async (id: Parameters<typeof pki.certificates.fetch>[0]) => (await sleep(150), pki.certificates.fetch(id)) };
+  const client = createHboneClient({ certificates: slowCertificates, idleReleaseMs: 20 });
+  const request = { source: pki.id('ns', 'client'), expectedIdentities: [pki.id('ns', 'server')], address: { host: '127.0.0.1', port: server.address().port }, authority: `127.0.0.1:${target.port}` };
+  const open = await client.connect(request);
+  await sleep(150); // several idle sweeps while the stream stays open
+  open.stream.write('still here');
+  t.is(String((await once(open.stream, 'data'))[0]), 'still here');
+  const second = await client.connect(request);
+  t.is(client.stats().connections, 1, 'the busy connection was kept and reused');
+  for (const tunnel of [open, second]) {
+    tunnel.stream.end();
+    await readAll(tunnel.stream);
+  }
+  client.destroy();
+  await server.close();
+  await target.close();
+  await pki.close();
+});
+
 test('a connection whose PINGs go unanswered is dropped, failing its open tunnels', async (t) => {
   // A TCP relay we can freeze sits between client and server: once frozen, nothing gets through.
   const frozen = { value: false };
