@@ -13,8 +13,11 @@ export interface StateReader {
   /** The workloads that are endpoints of a service, with the ports each serves for it. */
   endpoints(namespace: string, hostname: string): ReadonlyArray<{ readonly workload: Workload; readonly ports: readonly Port[] }>;
   policy(namespace: string, name: string): AuthorizationPolicy | undefined;
-  /** Policies that apply to a workload: global ones (root namespace), its namespace's, and those it names. */
-  policiesFor(workload: Workload, rootNamespace?: string): readonly AuthorizationPolicy[];
+  /**
+   * Policies that apply to a workload (reference ztunnel.md §5): every GLOBAL policy, the NAMESPACE
+   * policies of its namespace, and those it names in `authorizationPolicies` (unknown names skipped).
+   */
+  policiesFor(workload: Workload): readonly AuthorizationPolicy[];
   counts(): { readonly workloads: number; readonly services: number; readonly policies: number };
 }
 
@@ -34,6 +37,7 @@ export class WorkloadStore implements StateReader {
   readonly #endpoints = new Map<string, Set<string>>();
   readonly #policies = new Map<string, AuthorizationPolicy>();
   readonly #policiesByNamespace = new Map<string, Set<string>>();
+  readonly #globalPolicies = new Set<string>();
 
   /** Inserts or replaces an address resource. */
   upsertAddress(address: Address): void {
@@ -88,6 +92,7 @@ export class WorkloadStore implements StateReader {
     this.removePolicy(key);
     this.#policies.set(key, policy);
     addTo(this.#policiesByNamespace, policy.namespace, key);
+    if (policy.scope === 'GLOBAL') this.#globalPolicies.add(key);
   }
 
   removePolicy(key: string): boolean {
@@ -95,12 +100,14 @@ export class WorkloadStore implements StateReader {
     if (!old) return false;
     this.#policies.delete(key);
     removeFrom(this.#policiesByNamespace, old.namespace, key);
+    this.#globalPolicies.delete(key);
     return true;
   }
 
   /** Drops everything (a local config reload replaces the whole state). */
   clear(): void {
     for (const map of [this.#workloads, this.#byAddress, this.#services, this.#byVip, this.#byHostname, this.#endpoints, this.#policies, this.#policiesByNamespace]) map.clear();
+    this.#globalPolicies.clear();
   }
 
   workloadByUid(uid: string): Workload | undefined {
@@ -140,11 +147,11 @@ export class WorkloadStore implements StateReader {
     return this.#policies.get(policyKey(namespace, name));
   }
 
-  policiesFor(workload: Workload, rootNamespace = 'istio-system'): readonly AuthorizationPolicy[] {
+  policiesFor(workload: Workload): readonly AuthorizationPolicy[] {
     const found = new Map<string, AuthorizationPolicy>();
-    for (const key of this.#policiesByNamespace.get(rootNamespace) ?? []) {
+    for (const key of this.#globalPolicies) {
       const p = this.#policies.get(key);
-      if (p?.scope === 'GLOBAL') found.set(key, p);
+      if (p) found.set(key, p);
     }
     for (const key of this.#policiesByNamespace.get(workload.namespace) ?? []) {
       const p = this.#policies.get(key);

@@ -143,7 +143,7 @@ function policy(namespace: string, name: string, fields: Record<string, unknown>
   return { name: `${namespace}/${name}`, version: '1', typeUrl: TypeUrl.authorization, value: encodeMessage('istio.security.Authorization', { name, namespace, ...fields }, { unchecked: true }) };
 }
 
-test('policies apply by scope: global in the root namespace, namespace-wide, and selected by the workload', (t) => {
+test('policies apply by scope: every global one, namespace-wide ones of its namespace, and those it selects', (t) => {
   const store = new WorkloadStore();
   const rejected = authorizationHandler(store).handle(
     [
@@ -152,17 +152,19 @@ test('policies apply by scope: global in the root namespace, namespace-wide, and
       policy('prod', 'selected', { scope: 'WORKLOAD_SELECTOR', rules: [{ clauses: [{ matches: [{ principals: [{ prefix: 'cluster.local/ns/prod/' }, { presence: {} }, {}] }] }] }] }),
       policy('prod', 'not-selected', { scope: 'WORKLOAD_SELECTOR' }),
       policy('other', 'ns-wide', { scope: 'NAMESPACE' }),
+      policy('other', 'global-too', { scope: 'GLOBAL' }),
     ],
     [],
   );
   t.deepEqual(rejected, []);
   addressHandler(store).handle([workloadResource('c//Pod/prod/a', { authorizationPolicies: ['prod/selected'] })], []);
   const names = store.policiesFor(store.workloadByUid('c//Pod/prod/a')!).map((p) => `${p.namespace}/${p.name}`).sort();
-  t.deepEqual(names, ['istio-system/global', 'prod/ns-wide', 'prod/selected']);
+  t.deepEqual(names, ['istio-system/global', 'other/global-too', 'prod/ns-wide', 'prod/selected']);
   const selected = store.policy('prod', 'selected');
   t.deepEqual(selected?.rules[0]?.clauses[0]?.matches[0]?.principals, [{ kind: 'prefix', value: 'cluster.local/ns/prod/' }, { kind: 'presence' }], 'an empty StringMatch is dropped');
-  authorizationHandler(store).handle([], ['prod/selected']);
+  authorizationHandler(store).handle([], ['prod/selected', 'other/global-too']);
   t.is(store.policy('prod', 'selected'), undefined);
+  t.deepEqual(store.policiesFor(store.workloadByUid('c//Pod/prod/a')!).map((p) => p.name).sort(), ['global', 'ns-wide']);
 });
 
 test('a policy with an unknown action or a bad port is NACKed with its path', (t) => {
