@@ -8,6 +8,8 @@ export interface StateReader {
   service(namespace: string, hostname: string): Service | undefined;
   /** The service behind a VIP; when several share it, the canonical one, else the first to arrive. */
   serviceByVip(network: string, ip: string): Service | undefined;
+  /** Every service on a VIP, in arrival order (for callers applying their own preference, ztunnel.md §4.4). */
+  servicesByVip(network: string, ip: string): readonly Service[];
   /** Every service with this hostname, across namespaces. */
   servicesByHostname(hostname: string): readonly Service[];
   /** The workloads that are endpoints of a service, with the ports each serves for it. */
@@ -125,9 +127,13 @@ export class WorkloadStore implements StateReader {
   }
 
   serviceByVip(network: string, ip: string): Service | undefined {
-    const keys = this.#byVip.get(networkAddressKey(network, ip)) ?? [];
-    const services = keys.map((k) => this.#services.get(k)).filter((s): s is Service => !!s);
+    const services = this.servicesByVip(network, ip);
     return services.find((s) => s.canonical) ?? services[0];
+  }
+
+  servicesByVip(network: string, ip: string): readonly Service[] {
+    const keys = this.#byVip.get(networkAddressKey(network, ip)) ?? [];
+    return keys.map((k) => this.#services.get(k)).filter((s): s is Service => !!s);
   }
 
   servicesByHostname(hostname: string): readonly Service[] {

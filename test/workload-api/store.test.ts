@@ -174,3 +174,14 @@ test('a policy with an unknown action or a bad port is NACKed with its path', (t
   );
   t.deepEqual(rejected.map((r) => r.reason), ['authorization.action: unknown enum value 5', 'authorization.rules[0].clauses[0].matches[0].destination_ports[0]: must be 1-65535, got 70000']);
 });
+
+test('servicesByVip lists every service on a VIP in arrival order, and forgets removed ones', (t) => {
+  const store = new WorkloadStore();
+  const handler = addressHandler(store);
+  const vip = [{ network: 'n1', address: ip('10.96.0.20') }];
+  handler.handle([serviceResource('a', 'y.a', { addresses: vip }), serviceResource('b', 'y.b', { addresses: vip, canonical: true }), serviceResource('c', 'y.c', { addresses: vip })], []);
+  t.deepEqual(store.servicesByVip('n1', '10.96.0.20').map((s) => s.namespace), ['a', 'b', 'c']);
+  t.deepEqual(store.servicesByVip('', '10.96.0.20'), [], 'the network is part of the key');
+  handler.handle([], ['b/y.b']);
+  t.deepEqual(store.servicesByVip('n1', '10.96.0.20').map((s) => s.namespace), ['a', 'c']);
+});
