@@ -1,11 +1,11 @@
 import { isIP } from 'node:net';
+import type { ErrorCode } from '../core/error-codes.ts';
 import { formatAuthority } from '../hbone/authority.ts';
 import { parseSpiffeId, spiffeIdEquals, type SpiffeId } from '../identity/spiffe.ts';
 import type { StateReader } from '../workload-api/store.ts';
 import type { GatewayAddress, Service, Workload } from '../workload-api/types.ts';
 import { chooseIp, pickVipService, selectEndpoint, weightedPick } from './endpoint-selection.ts';
 import { describeGateway, gatewayInstances, resolveWaypoint, type ResolvedWaypoint } from './waypoint.ts';
-import type { ErrorCode } from '../core/error-codes.ts';
 
 /**
  * The outbound (15001) routing decision of ztunnel (reference ztunnel.md §4.2), as a pure function of
