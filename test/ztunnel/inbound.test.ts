@@ -9,6 +9,7 @@ import { decideInbound, inboundHandler, type InboundConnection, type InboundDeci
 import { hboneFixture, type HboneFixture } from '../helpers/hbone.ts';
 import { captureLog } from '../helpers/log.ts';
 import { echo, readAll, tcpServer } from '../helpers/tcp.ts';
+import { testService, testWorkload } from '../helpers/mesh.ts';
 
 // ---- builders: plain domain objects with defaults ----
 
@@ -21,48 +22,13 @@ const CLIENT = spiffeId('cluster.local', NS, 'client');
 type Mutable<T> = { -readonly [K in keyof T]?: T[K] };
 
 function wl(over: Mutable<Workload> = {}): Workload {
-  return {
-    uid: `Kubernetes//Pod/${NS}/server`,
-    name: 'server',
-    namespace: NS,
-    addresses: [LOCAL_IP],
-    hostname: '',
-    network: NET,
-    tunnelProtocol: 'HBONE',
-    trustDomain: 'cluster.local',
-    serviceAccount: 'server',
-    node: 'node1',
-    canonicalName: 'server',
-    canonicalRevision: 'latest',
-    workloadType: 'deployment',
-    workloadName: 'server',
-    nativeTunnel: false,
-    services: new Map(),
-    authorizationPolicies: [],
-    status: 'HEALTHY',
-    clusterId: 'Kubernetes',
-    networkMode: 'STANDARD',
-    capacity: 1,
-    ...over,
-  };
+  return testWorkload({ name: 'server', namespace: NS, addresses: [LOCAL_IP], network: NET, ...over });
 }
 
 const port = (servicePort: number, targetPort: number): Port => ({ servicePort, targetPort, appProtocol: 'TCP' });
 
 function svc(name: string, ns: string, ports: Port[]): Service {
-  return {
-    name,
-    namespace: ns,
-    hostname: `${name}.${ns}.svc.cluster.local`,
-    addresses: [{ network: NET, ip: '10.96.0.10' }],
-    ports,
-    subjectAltNames: [],
-    ipFamilies: 'AUTOMATIC',
-    canonical: false,
-    ingressUseWaypoint: false,
-    weightedWaypoints: [],
-    visibility: 'PUBLIC',
-  };
+  return testService({ name, namespace: ns, addresses: [{ network: NET, ip: '10.96.0.10' }], ports });
 }
 
 /** Makes `w` an endpoint of service `s` serving these ports. */

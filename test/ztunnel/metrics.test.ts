@@ -5,33 +5,21 @@ import type { Service, Workload } from '../../src/workload-api/types.ts';
 import { accessLogLevel, accessLogRecord, connectionFailedRecord, logConnectionComplete } from '../../src/ztunnel/access-log.ts';
 import { connectionLabels, createL4Metrics, TRAFFIC_LABELS, type ConnectionLabelInput, type TrafficLabels } from '../../src/ztunnel/metrics.ts';
 import { captureLog } from '../helpers/log.ts';
+import { testWorkload } from '../helpers/mesh.ts';
 
 function workload(name: string, over: Partial<Workload> = {}): Workload {
-  return {
+  return testWorkload({
     uid: `Kubernetes//Pod/prod/${name}-7d4f-abcde`,
     name: `${name}-7d4f-abcde`,
     namespace: 'prod',
     addresses: ['10.0.0.1'],
-    hostname: '',
-    network: '',
-    tunnelProtocol: 'HBONE',
-    trustDomain: 'cluster.local',
     serviceAccount: name,
-    node: 'node1',
     canonicalName: name,
     canonicalRevision: 'v1',
-    workloadType: 'deployment',
     workloadName: name,
-    nativeTunnel: false,
-    services: new Map(),
-    authorizationPolicies: [],
-    status: 'HEALTHY',
-    clusterId: 'Kubernetes',
     locality: { region: 'eu-west1', zone: 'eu-west1-b', subzone: '' },
-    networkMode: 'STANDARD',
-    capacity: 1,
     ...over,
-  };
+  });
 }
 
 const reviews: Service = {

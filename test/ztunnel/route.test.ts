@@ -3,6 +3,7 @@ import { spiffeId, type SpiffeId } from '../../src/identity/spiffe.ts';
 import { WorkloadStore } from '../../src/workload-api/store.ts';
 import { serviceKey, type GatewayAddress, type LoadBalancing, type Port, type Service, type Workload } from '../../src/workload-api/types.ts';
 import { routeOutbound, type OutboundRequest, type RouteDecision } from '../../src/ztunnel/route.ts';
+import { testService, testWorkload } from '../helpers/mesh.ts';
 
 // ---- builders: plain domain objects with defaults ----
 
@@ -13,31 +14,14 @@ type Mutable<T> = { -readonly [K in keyof T]?: T[K] };
 
 function wl(name: string, ip: string | readonly string[], over: Mutable<Workload> & { ns?: string } = {}): Workload {
   const { ns = 'b', ...rest } = over;
-  return {
-    uid: `Kubernetes//Pod/${ns}/${name}`,
+  return testWorkload({
     name,
     namespace: ns,
     addresses: typeof ip === 'string' ? [ip] : ip,
-    hostname: '',
     network: NET,
-    tunnelProtocol: 'HBONE',
-    trustDomain: 'cluster.local',
-    serviceAccount: name,
-    node: 'node1',
-    canonicalName: name,
-    canonicalRevision: 'latest',
-    workloadType: 'deployment',
-    workloadName: name,
-    nativeTunnel: false,
-    services: new Map(),
-    authorizationPolicies: [],
-    status: 'HEALTHY',
-    clusterId: 'Kubernetes',
     locality: { region: 'r1', zone: 'z1', subzone: 's1' },
-    networkMode: 'STANDARD',
-    capacity: 1,
     ...rest,
-  };
+  });
 }
 
 /** Makes `w` an endpoint of the service ns/host serving these ports. */
@@ -49,20 +33,7 @@ const port = (servicePort: number, targetPort: number): Port => ({ servicePort, 
 
 function svc(name: string, vip: string, over: Mutable<Service> & { ns?: string } = {}): Service {
   const { ns = 'b', ...rest } = over;
-  return {
-    name,
-    namespace: ns,
-    hostname: `${name}.${ns}.svc.cluster.local`,
-    addresses: [{ network: NET, ip: vip }],
-    ports: [port(80, 8080)],
-    subjectAltNames: [],
-    ipFamilies: 'AUTOMATIC',
-    canonical: false,
-    ingressUseWaypoint: false,
-    weightedWaypoints: [],
-    visibility: 'PUBLIC',
-    ...rest,
-  };
+  return testService({ name, namespace: ns, addresses: [{ network: NET, ip: vip }], ports: [port(80, 8080)], ...rest });
 }
 
 const lb = (mode: LoadBalancing['mode'], routingPreference: LoadBalancing['routingPreference'] = [], healthPolicy: LoadBalancing['healthPolicy'] = 'ONLY_HEALTHY'): LoadBalancing => ({ mode, routingPreference, healthPolicy });
