@@ -56,6 +56,8 @@ export const ErrorCode = {
   SYS_ADDON_MISSING: 'SYS_ADDON_MISSING',
   SYS_NO_FD: 'SYS_NO_FD',
   SYS_SOCKOPT_FAILED: 'SYS_SOCKOPT_FAILED',
+  // admin, stats and readiness listeners
+  ADMIN_HANDLER_FAILED: 'ADMIN_HANDLER_FAILED',
   // relay (connection copying, shared by every proxy)
   RELAY_CONNECTION_RESET: 'RELAY_CONNECTION_RESET',
   RELAY_IO_ERROR: 'RELAY_IO_ERROR',
