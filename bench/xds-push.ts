@@ -1,13 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import { CertificateAuthority } from '../src/identity/ca.ts';
-import { startGrpcServer } from '../src/workload-api/grpc-server.ts';
 import { encodeMessage, TypeUrl } from '../src/workload-api/proto.ts';
 import { ResourceSnapshot } from '../src/workload-api/snapshot.ts';
-import { WorkloadStore } from '../src/workload-api/store.ts';
-import { addressHandler, authorizationHandler } from '../src/workload-api/store-handlers.ts';
-import { startXdsClient, xdsNode } from '../src/workload-api/xds-client.ts';
-import { xdsService } from '../src/workload-api/xds-server.ts';
 import { ipToBytes } from '../src/workload-api/convert.ts';
+import { startStoreClient, startXdsServer } from '../test/helpers/xds.ts';
 import { workloadResources } from './xds-fixtures.ts';
 
 export interface PushResult {
@@ -20,8 +16,6 @@ export interface PushResult {
   readonly maxMs: number;
 }
 
-const ISTIOD = 'istiod.istio-system.svc';
-
 /** `clients` real xDS clients over TLS, each with its own store; one changed workload pushed to all. */
 export async function pushToClients(options: { clients: number; workloads: number }): Promise<PushResult> {
   const ca = CertificateAuthority.generate('cluster.local');
@@ -31,7 +25,7 @@ export async function pushToClients(options: { clients: number; workloads: numbe
   let changedAt = 0;
   const ackTimes: number[] = [];
   const allAcked = Promise.withResolvers<void>();
-  const service = xdsService({
+  const xds = await startXdsServer(ca, {
     snapshot,
     onAck: (event) => {
       if (changedAt === 0 || !event.resourceNames.includes(changed)) return;
@@ -39,19 +33,8 @@ export async function pushToClients(options: { clients: number; workloads: numbe
       if (ackTimes.length === options.clients) allAcked.resolve();
     },
   });
-  const server = await startGrpcServer({ host: '127.0.0.1', port: 0, tls: ca.issueServingCertificate([ISTIOD]), services: [service], drainMs: 500 });
   const start = performance.now();
-  const clients = Array.from({ length: options.clients }, (_, i) => {
-    const store = new WorkloadStore();
-    return startXdsClient({
-      address: `localhost:${server.address().port}`,
-      rootCaPem: ca.rootsPem.join(''),
-      alternateHostname: ISTIOD,
-      auth: { token: { kind: 'none' }, clusterId: 'Kubernetes' },
-      node: xdsNode({ podName: `ztunnel-${i}`, podNamespace: 'istio-system', nodeName: `node-${i}` }),
-      handlers: [addressHandler(store), authorizationHandler(store)],
-    });
-  });
+  const clients = Array.from({ length: options.clients }, () => startStoreClient(xds.port, xds.rootPem).client);
   try {
     await Promise.all(clients.map((c) => c.synced));
     const initialSyncMs = performance.now() - start;
@@ -71,7 +54,6 @@ export async function pushToClients(options: { clients: number; workloads: numbe
     };
   } finally {
     await Promise.all(clients.map((c) => c.close()));
-    await service.close();
-    await server.close();
+    await xds.close();
   }
 }

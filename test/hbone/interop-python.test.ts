@@ -5,8 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +16,8 @@ import { startHboneServer, type HboneHandler } from '../../src/hbone/server.ts';
 import { formatSpiffeId, type SpiffeId } from '../../src/identity/spiffe.ts';
 import type { WorkloadCertificate } from '../../src/identity/workload-certificate.ts';
 import { testPki, type TestPki } from '../helpers/pki.ts';
-import { echo, tcpServer } from '../helpers/tcp.ts';
+import { echo, readAll, tcpServer } from '../helpers/tcp.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const PYTHON = '/usr/bin/python3';
 // Compiled to dist/test/hbone/; the scripts stay in the source tree.
@@ -58,8 +58,7 @@ interface PemFiles {
 
 /** A temp dir (removed on teardown) to write certificates into as PEM files for Python. */
 async function pemDir(t: ExecutionContext): Promise<(name: string, certificate: WorkloadCertificate) => Promise<PemFiles>> {
-  const dir = await mkdtemp(join(tmpdir(), 'hbone-interop-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'hbone-interop-');
   return async (name, certificate) => {
     const files = { cert: join(dir, `${name}-chain.pem`), key: join(dir, `${name}-key.pem`), ca: join(dir, `${name}-ca.pem`) };
     await writeFile(files.cert, certificate.chainPem.join('\n'));
@@ -268,9 +267,7 @@ test('our HBONE client → python h2 server: tunnel, headers, client identity an
   t.is(Number(tunnel.responseHeaders[':status']), 200);
   t.deepEqual(formatSpiffeId(tunnel.peer), formatSpiffeId(pki.id('ns', 'server')));
   tunnel.stream.end('ping over hbone');
-  const chunks: Buffer[] = [];
-  for await (const c of tunnel.stream) chunks.push(c as Buffer);
-  t.is(Buffer.concat(chunks).toString(), 'ping over hbone');
+  t.is(await readAll(tunnel.stream), 'ping over hbone');
 
   const first = await python.next();
   t.like(first, {
@@ -291,9 +288,7 @@ test('our HBONE client → python h2 server: tunnel, headers, client identity an
   // A second tunnel shares the pooled connection: a new stream, no optional headers, a new traceparent.
   const second = await client.connect({ ...request, authority: '[fd00::1]:9090' });
   second.stream.end('again');
-  const again: Buffer[] = [];
-  for await (const c of second.stream) again.push(c as Buffer);
-  t.is(Buffer.concat(again).toString(), 'again');
+  t.is(await readAll(second.stream), 'again');
   const record = await python.next();
   t.like(record, { connection: first.connection, method: 'CONNECT', authority: '[fd00::1]:9090', baggage: null, forwarded: null, received: 'again' });
   t.not(record.stream, first.stream);

@@ -1,23 +1,17 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode } from '../../src/core/error-codes.ts';
 import { CaFiles, CertificateAuthority } from '../../src/identity/ca.ts';
 import { spiffeId } from '../../src/identity/spiffe.ts';
 import { workloadCertificateFromChain } from '../../src/identity/workload-certificate.ts';
 import { buildCsrPem, generateKeyPair, privateKeyPem } from '../../src/identity/x509.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const id = spiffeId('cluster.local', 'default', 'sleep');
 const uri = 'spiffe://cluster.local/ns/default/sa/sleep';
-
-async function tempDir(t: { teardown(fn: () => Promise<void>): void }): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'ambient-ca-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 function openssl(args: string[], input?: string): string {
   return execFileSync('openssl', args, { encoding: 'utf8', ...(input ? { input } : {}), stdio: ['pipe', 'pipe', 'pipe'] });
@@ -47,7 +41,7 @@ test('the CA signs a leaf for the identity with the TTL, chaining to its root (o
   t.is(leaf.subjectAltName, `URI:${uri}`);
   t.false(leaf.ca);
   t.true(new X509Certificate(cert.rootsPem[0]!).ca);
-  const dir = await tempDir(t);
+  const dir = await tempDir(t, 'ambient-ca-');
   await writeFile(join(dir, 'root.pem'), cert.rootsPem.join(''));
   await writeFile(join(dir, 'leaf.pem'), cert.chainPem[0]!);
   const verified = openssl(['verify', '-attime', String(now / 1000 + 60), '-purpose', 'sslclient', '-CAfile', join(dir, 'root.pem'), join(dir, 'leaf.pem')]);
@@ -82,7 +76,7 @@ test('the CA refuses a CSR whose signature does not verify', (t) => {
 });
 
 test('a saved CA loads back and signs leaves its old root verifies', async (t) => {
-  const dir = await tempDir(t);
+  const dir = await tempDir(t, 'ambient-ca-');
   const first = CertificateAuthority.generate('cluster.local');
   await first.save(dir);
   t.is((await readFile(join(dir, CaFiles.key), 'utf8')).split('\n')[0], '-----BEGIN PRIVATE KEY-----');
@@ -96,13 +90,12 @@ test('a saved CA loads back and signs leaves its old root verifies', async (t) =
 });
 
 test('loading a CA from a directory without its files fails with a code', async (t) => {
-  const dir = await tempDir(t);
+  const dir = await tempDir(t, 'ambient-ca-');
   await t.throwsAsync(CertificateAuthority.load(dir), { code: ErrorCode.IDENTITY_CA_LOAD_FAILED } as never);
   const a = CertificateAuthority.generate('a');
   const b = CertificateAuthority.generate('b');
   await a.save(dir);
-  const other = await mkdtemp(join(tmpdir(), 'ambient-ca-'));
-  t.teardown(() => rm(other, { recursive: true, force: true }));
+  const other = await tempDir(t, 'ambient-ca-');
   await b.save(other);
   await writeFile(join(dir, CaFiles.key), await readFile(join(other, CaFiles.key)));
   await t.throwsAsync(CertificateAuthority.load(dir), { code: ErrorCode.IDENTITY_CA_LOAD_FAILED, message: /does not match/ } as never);

@@ -8,8 +8,7 @@ import { status, type ServiceDefinition } from '@grpc/grpc-js';
 import type { MethodDefinition } from '@grpc/proto-loader';
 import { execFile } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode } from '../../src/core/error-codes.ts';
@@ -26,6 +25,7 @@ import { startGrpcServer } from '../../src/workload-api/grpc-server.ts';
 import { grpcPackageDefinition } from '../../src/workload-api/proto.ts';
 import { captureLog } from '../helpers/log.ts';
 import { compilePythonProtos, PYTHON, canRunPythonGrpc } from '../helpers/python-protos.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const TD = 'cluster.local';
 const ISTIOD = 'istiod.istio-system.svc';
@@ -38,12 +38,6 @@ const SCRIPTS = fileURLToPath(new URL('../../../test/interop/', import.meta.url)
 
 // ---------------------------------------------------------------------------------------------
 // fixtures
-
-async function tempDir(t: ExecutionContext, prefix: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 interface CaFixture {
   readonly ca: CertificateAuthority;

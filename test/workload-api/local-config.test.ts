@@ -1,13 +1,13 @@
 import test from 'ava';
 import { once } from 'node:events';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode } from '../../src/core/error-codes.ts';
 import { parseLocalConfig, type LocalConfig } from '../../src/workload-api/local-config.ts';
 import { LocalConfigError, startLocalSource } from '../../src/workload-api/local-source.ts';
 import { WorkloadStore } from '../../src/workload-api/store.ts';
 import { captureLog } from '../helpers/log.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 /** ztunnel's examples/localhost.yaml, as reference ztunnel.md §10.2 describes it. */
 const LOCALHOST_YAML = `
@@ -75,12 +75,6 @@ function errorsOf(text: string): readonly string[] {
   const result = parseLocalConfig(text);
   if (result.ok) throw new Error('expected the config to be refused');
   return result.errors;
-}
-
-async function tempDir(t: { teardown(fn: () => Promise<void>): void }): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'ambient-local-config-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 /** Replaces the file in one step (write aside, rename over), as config tooling does. */
@@ -337,7 +331,7 @@ test.serial('inline LOCAL_XDS fills the store: lookups by address, VIP, endpoint
 });
 
 test.serial('a changed file replaces the whole state', async (t) => {
-  const dir = await tempDir(t);
+  const dir = await tempDir(t, 'ambient-local-config-');
   const path = join(dir, 'local.yaml');
   await writeFile(path, LOCALHOST_YAML);
   const store = new WorkloadStore();
@@ -373,7 +367,7 @@ test.serial('a changed file replaces the whole state', async (t) => {
 });
 
 test.serial('an invalid rewrite keeps the previous state and reports every error', async (t) => {
-  const dir = await tempDir(t);
+  const dir = await tempDir(t, 'ambient-local-config-');
   const path = join(dir, 'local.yaml');
   await writeFile(path, LOCALHOST_YAML);
   const store = new WorkloadStore();
@@ -405,7 +399,7 @@ test.serial('an invalid rewrite keeps the previous state and reports every error
 });
 
 test.serial('an invalid initial file rejects the start with CONFIG_INVALID and leaves no watcher', async (t) => {
-  const dir = await tempDir(t);
+  const dir = await tempDir(t, 'ambient-local-config-');
   const path = join(dir, 'local.yaml');
   await writeFile(path, 'workloads:\n- namespace: ns\n  workloadIps: ["1.1.1"]\nextra: 1\n');
   const baseline = fsWatchers();
@@ -419,7 +413,7 @@ test.serial('an invalid initial file rejects the start with CONFIG_INVALID and l
 });
 
 test.serial('a missing file, or both sources at once, is a CONFIG_INVALID error', async (t) => {
-  const dir = await tempDir(t);
+  const dir = await tempDir(t, 'ambient-local-config-');
   const store = new WorkloadStore();
   await t.throwsAsync(startLocalSource({ store, path: join(dir, 'absent.yaml') }), { code: ErrorCode.CONFIG_INVALID, message: /cannot read local config/ });
   await t.throwsAsync(startLocalSource({ store, path: join(dir, 'a.yaml'), inline: '' }), { code: ErrorCode.CONFIG_INVALID, message: /exactly one/ });
@@ -427,7 +421,7 @@ test.serial('a missing file, or both sources at once, is a CONFIG_INVALID error'
 });
 
 test.serial('close() stops watching and is idempotent', async (t) => {
-  const dir = await tempDir(t);
+  const dir = await tempDir(t, 'ambient-local-config-');
   const path = join(dir, 'local.yaml');
   await writeFile(path, LOCALHOST_YAML);
   const baseline = fsWatchers();
