@@ -8,6 +8,7 @@ import type { CertificateProvider } from '../identity/cert-manager.ts';
 import { formatSpiffeId, type SpiffeId } from '../identity/spiffe.ts';
 import { HboneError } from './errors.ts';
 import { HboneHeader, newTraceparent } from './headers.ts';
+import { defaultConnectSocket, type ConnectSocket } from './forward.ts';
 import { keepalive } from './keepalive.ts';
 import { Http2Settings, Timeouts } from './settings.ts';
 import { clientTlsOptions, peerSpiffeId } from './tls.ts';
@@ -40,6 +41,8 @@ export interface HboneTunnel {
 
 export interface HboneClientOptions {
   readonly certificates: CertificateProvider;
+  /** Opens the TCP connection under TLS (ztunnel marks it, or opens it in the pod's namespace). */
+  readonly connectSocket?: ConnectSocket;
   readonly logger?: Logger;
   readonly maxStreamsPerConnection?: number;
   readonly idleReleaseMs?: number;
@@ -127,7 +130,7 @@ export function createHboneClient(options: HboneClientOptions): HboneClient {
     const conn: PooledConnection = { key, reserved: 0, lastUsed: Date.now(), retired: false, ready: undefined as never };
     const ready = (async () => {
       const certificate = await options.certificates.fetch(request.source);
-      const socket = await openTls(request, clientTlsOptions(certificate, request.expectedIdentities), options.dialTimeoutMs ?? Timeouts.dialMs);
+      const socket = await openTls(request, clientTlsOptions(certificate, request.expectedIdentities), options.dialTimeoutMs ?? Timeouts.dialMs, options.connectSocket ?? defaultConnectSocket);
       const peer = peerSpiffeId(socket);
       if (!peer) {
         socket.destroy();
@@ -235,14 +238,11 @@ function poolKey(request: HboneConnectRequest): string {
   return `${formatSpiffeId(request.source)}|${expected}|${request.sourceIp ?? ''}|${request.address.host}:${request.address.port}`;
 }
 
-function openTls(request: HboneConnectRequest, tlsOptions: object, timeoutMs: number): Promise<TLSSocket> {
+function openTls(request: HboneConnectRequest, tlsOptions: object, timeoutMs: number, connectSocket: ConnectSocket): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const socket = tlsConnect({
-      ...tlsOptions,
-      host: request.address.host,
-      port: request.address.port,
-      ...(request.sourceIp ? { localAddress: request.sourceIp } : {}),
-    });
+    const tcp = connectSocket({ host: request.address.host, port: request.address.port, localAddress: request.sourceIp });
+    const socket = tlsConnect({ ...tlsOptions, socket: tcp });
+    tcp.once('error', (err) => socket.destroy(err));
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new HboneError(ErrorCode.HBONE_CONNECT_TIMEOUT, `dialing ${request.address.host}:${request.address.port} timed out after ${timeoutMs} ms; maybe a NetworkPolicy is blocking HBONE port 15008`));

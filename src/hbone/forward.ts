@@ -4,6 +4,16 @@ import { errorMessage } from '../core/errors.ts';
 import type { HboneDecision, HboneHandler, HboneRequest } from './server.ts';
 import { Timeouts } from './settings.ts';
 
+/**
+ * Opens a TCP connection: returns the socket at once, still connecting (it emits `connect` or
+ * `error`). The default is `net.connect`; ztunnel passes one that marks sockets (SO_MARK) or
+ * creates them inside a pod's network namespace.
+ */
+export type ConnectSocket = (target: { readonly host: string; readonly port: number; readonly localAddress?: string | undefined }) => Socket;
+
+export const defaultConnectSocket: ConnectSocket = ({ host, port, localAddress }) =>
+  connect({ host, port, allowHalfOpen: true, noDelay: true, ...(localAddress ? { localAddress } : {}) });
+
 export interface ForwardOptions {
   readonly connectTimeoutMs?: number;
   /** Consulted before dialing; a refusal is answered as given (401 for authorization). */
@@ -32,9 +42,10 @@ export function forwardToTarget(options: ForwardOptions = {}): HboneHandler {
 }
 
 /** A half-open-capable TCP connection, or a rejection on error, timeout or abort. */
-export function dial(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
+export function dial(host: string, port: number, timeoutMs: number, signal?: AbortSignal, connectSocket: ConnectSocket = defaultConnectSocket): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port, allowHalfOpen: true, noDelay: true, timeout: timeoutMs });
+    const socket = connectSocket({ host, port });
+    socket.setTimeout(timeoutMs);
     const fail = (err: Error) => {
       cleanup();
       socket.destroy();
@@ -53,6 +64,7 @@ export function dial(host: string, port: number, timeoutMs: number, signal?: Abo
     socket.once('connect', () => {
       cleanup();
       socket.setTimeout(0);
+      socket.setNoDelay(true);
       socket.on('error', () => {}); // the relay reports errors from here on
       resolve(socket);
     });

@@ -1,6 +1,6 @@
 import { createServer as createH2Server, constants as h2, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { once } from 'node:events';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { errorCode, errorMessage } from '../core/errors.ts';
@@ -58,6 +58,11 @@ export interface HboneServerOptions {
   readonly drainMs?: number;
   readonly keepaliveIntervalMs?: number;
   readonly keepaliveTimeoutMs?: number;
+  /**
+   * Starts the TLS server listening; the default binds `host:port`. ztunnel's in-pod mode passes
+   * one that listens inside the pod's network namespace.
+   */
+  readonly listen?: (server: NetServer) => Promise<void>;
 }
 
 export interface HboneServer extends ServerHandle {
@@ -133,8 +138,12 @@ export async function startHboneServer(options: HboneServerOptions): Promise<Hbo
     });
   });
 
-  tlsServer.listen({ host: options.host, port: options.port });
-  await once(tlsServer, 'listening');
+  if (options.listen) {
+    await options.listen(tlsServer);
+  } else {
+    tlsServer.listen({ host: options.host, port: options.port });
+    await once(tlsServer, 'listening');
+  }
   const bound = tlsServer.address() as AddressInfo;
   log.info({ address: bound.address, port: bound.port }, 'HBONE listening');
 

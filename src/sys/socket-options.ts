@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { Socket, Server } from 'node:net';
+import { Socket as NetSocket, type Socket, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { MeshError } from '../core/errors.ts';
 import { ErrorCode } from '../core/error-codes.ts';
@@ -14,6 +14,7 @@ interface Addon {
   setMark(fd: number, mark: number): void;
   getMark(fd: number): number;
   setTransparent(fd: number): void;
+  tcpSocket(family: number, mark: number, transparent: number): number;
 }
 
 /** A failed socket option call; `errno` is the system's code (`EPERM`, `ENOENT`, …). */
@@ -75,4 +76,23 @@ export function getMark(socket: Socket | Server): number {
 export function setTransparent(socket: Socket | Server): void {
   const native = load();
   call('IP_TRANSPARENT', () => native.setTransparent(socketFd(socket)));
+}
+
+export interface TcpSocketOptions {
+  /** SO_MARK set before the first packet, so even the SYN carries it. Needs CAP_NET_ADMIN. */
+  readonly mark?: number | undefined;
+  /** IP_TRANSPARENT before bind, to connect from a non-local (the client's) address. Needs CAP_NET_ADMIN. */
+  readonly transparent?: boolean | undefined;
+}
+
+/**
+ * An unconnected TCP socket of `family` with its options set before any packet is sent; connect it
+ * with `socket.connect(...)`. Without a mark or transparency it is a plain `new Socket()`.
+ */
+export function createTcpSocket(family: 4 | 6, options: TcpSocketOptions = {}): NetSocket {
+  const mark = options.mark ?? 0;
+  if (mark === 0 && !options.transparent) return new NetSocket({ allowHalfOpen: true });
+  const native = load();
+  const fd = call('socket', () => native.tcpSocket(family, mark, options.transparent ? 1 : 0));
+  return new NetSocket({ fd, allowHalfOpen: true, readable: true, writable: true });
 }

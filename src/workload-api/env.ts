@@ -53,15 +53,25 @@ export function rootCaFrom(value: string | undefined): RootCa {
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86_400 };
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Go-style duration strings (`24h`, `90m`, `1h30m`) to whole seconds. */
-export function parseDurationSeconds(text: string): number | undefined {
+function parseDuration(text: string, units: Record<string, number>): number | undefined {
   const parts = text.match(/\d+(?:\.\d+)?(?:ms|s|m|h|d)/g);
   if (!parts || parts.join('') !== text) return undefined;
   return Math.round(parts.reduce((sum, part) => {
     const [, n, unit] = DURATION.exec(part) as RegExpExecArray;
-    return sum + Number(n) * (UNIT_SECONDS[unit as string] as number);
+    return sum + Number(n) * (units[unit as string] as number);
   }, 0));
+}
+
+/** Go-style duration strings (`24h`, `90m`, `1h30m`) to whole seconds. */
+export function parseDurationSeconds(text: string): number | undefined {
+  return parseDuration(text, UNIT_SECONDS);
+}
+
+/** Go-style duration strings (`5s`, `500ms`, `1m30s`) to whole milliseconds. */
+export function parseDurationMs(text: string): number | undefined {
+  return parseDuration(text, UNIT_MS);
 }
 
 function prefixed(env: Readonly<Record<string, string | undefined>>, prefix: string): Record<string, string> {

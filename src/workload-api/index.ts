@@ -13,3 +13,4 @@ export * from './local-config.ts';
 export * from './local-source.ts';
 export * from './env.ts';
 export { TypeUrl, GrpcMethod, encodeMessage, decodeMessage } from './proto.ts';
+export * from './xds-metrics.ts';

@@ -170,6 +170,25 @@ export class WorkloadStore implements StateReader {
     return [...found.values()];
   }
 
+  /** The workload with this pod name in this namespace (a scan: for startup and the admin, not per connection). */
+  workloadByName(namespace: string, name: string): Workload | undefined {
+    for (const w of this.#workloads.values()) if (w.namespace === namespace && w.name === name) return w;
+    return undefined;
+  }
+
+  /** Every workload, service and policy, in arrival order (admin dump, node-local scans). */
+  allWorkloads(): readonly Workload[] {
+    return [...this.#workloads.values()];
+  }
+
+  allServices(): readonly Service[] {
+    return [...this.#services.values()];
+  }
+
+  allPolicies(): readonly AuthorizationPolicy[] {
+    return [...this.#policies.values()];
+  }
+
   counts() {
     return { workloads: this.#workloads.size, services: this.#services.size, policies: this.#policies.size };
   }

@@ -18,6 +18,7 @@ import type { Struct } from './generated/google/protobuf/Struct.ts';
 import type { Value } from './generated/google/protobuf/Value.ts';
 import { callMetadata, channelCredentials, grpcTarget, type CallAuthOptions, type GrpcTarget } from './grpc-auth.ts';
 import { GrpcMethod, grpcPackageDefinition } from './proto.ts';
+import { anyPayloadBytes, type XdsMetrics, type XdsTerminationReason } from './xds-metrics.ts';
 import type { Rejection, XdsHandler, XdsResource } from './xds-types.ts';
 
 const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
@@ -51,6 +52,8 @@ export interface XdsClientOptions {
   readonly logger?: Logger;
   /** When given, an `xds` task is registered and cleared once every type has been ACKed or NACKed. */
   readonly readiness?: Readiness;
+  /** ztunnel's `istio_xds_*` metrics (see `createXdsMetrics`); none are recorded when absent. */
+  readonly metrics?: XdsMetrics;
 }
 
 export interface XdsClientStats {
@@ -196,6 +199,15 @@ export function isBenignClose(status: Pick<StatusObject, 'code' | 'details'>): b
   }
 }
 
+/**
+ * How ztunnel labels a stream's end: before the server answered it is a `ConnectionError`; after,
+ * a benign close is a `Reconnect` and anything else an `Error`. (`Complete` is `close()`.)
+ */
+export function terminationReason(status: Pick<StatusObject, 'code' | 'details'>, connected: boolean): XdsTerminationReason {
+  if (!connected) return 'ConnectionError';
+  return isBenignClose(status) ? 'Reconnect' : 'Error';
+}
+
 /** `<name>: <reason>; <name>: <reason>` — the NACK message. */
 export function nackMessage(rejections: readonly Rejection[]): string {
   return rejections.map((r) => `${r.name}: ${r.reason}`).join('; ');
@@ -286,7 +298,7 @@ class DeltaAdsClient extends EventEmitter<XdsClientEvents> implements XdsClient 
       metadata = this.#target.secure ? new Metadata() : callMetadata(this.#options.auth);
     } catch (err) {
       this.#log.warn({ err: errorMessage(err) }, 'xDS stream not opened: auth metadata unavailable');
-      this.#scheduleReconnect({ code: GrpcStatus.UNAUTHENTICATED, details: errorMessage(err) });
+      this.#scheduleReconnect({ code: GrpcStatus.UNAUTHENTICATED, details: errorMessage(err) }, 'ConnectionError');
       return;
     }
     const { requestSerialize, responseDeserialize } = this.#method;
@@ -313,6 +325,7 @@ class DeltaAdsClient extends EventEmitter<XdsClientEvents> implements XdsClient 
     this.#connected = true;
     this.#backoff.reset();
     const { typeUrl, nonce } = response;
+    this.#options.metrics?.message(typeUrl, anyPayloadBytes(response.resources));
     const handler = this.#handlers.get(typeUrl);
     if (!handler) {
       this.#log.warn({ typeUrl, nonce }, 'xDS response of a type not subscribed; ACKing it');
@@ -389,13 +402,15 @@ class DeltaAdsClient extends EventEmitter<XdsClientEvents> implements XdsClient 
 
   #onStatus(call: AdsCall, status: StatusObject): void {
     if (this.#call !== call) return;
+    const reason = terminationReason(status, this.#connected);
     this.#call = undefined;
     this.#connected = false;
     if (this.#closed) return;
-    this.#scheduleReconnect(status);
+    this.#scheduleReconnect(status, reason);
   }
 
-  #scheduleReconnect(status: Pick<StatusObject, 'code' | 'details'>): void {
+  #scheduleReconnect(status: Pick<StatusObject, 'code' | 'details'>, reason: XdsTerminationReason): void {
+    this.#options.metrics?.terminated(reason);
     const benign = isBenignClose(status);
     if (benign) this.#backoff.reset();
     const retryInMs = this.#backoff.next();
@@ -416,6 +431,7 @@ class DeltaAdsClient extends EventEmitter<XdsClientEvents> implements XdsClient 
     this.#connected = false;
     call?.cancel();
     this.#client.close();
+    this.#options.metrics?.terminated('Complete');
     if (this.#unanswered.size > 0) this.#rejectSynced(new MeshError(ErrorCode.CORE_CLOSED, 'xDS client closed before it synced'));
   }
 }

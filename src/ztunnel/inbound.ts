@@ -3,13 +3,18 @@ import { ErrorCode } from '../core/error-codes.ts';
 import { errorMessage } from '../core/errors.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import { formatAuthority, type HboneTarget } from '../hbone/authority.ts';
-import { dial } from '../hbone/forward.ts';
+import { dial, type ConnectSocket } from '../hbone/forward.ts';
+import { parseForwarded } from '../hbone/headers.ts';
 import type { RelayResult } from '../hbone/relay.ts';
-import type { HboneDecision, HboneHandler } from '../hbone/server.ts';
+import type { HboneDecision, HboneHandler, HboneRequest } from '../hbone/server.ts';
 import { Timeouts } from '../hbone/settings.ts';
 import { formatSpiffeId, type SpiffeId } from '../identity/spiffe.ts';
 import type { StateReader } from '../workload-api/store.ts';
 import { serviceKey, type Service, type Workload } from '../workload-api/types.ts';
+import { logConnectionComplete } from './access-log.ts';
+import type { ConnectionManager } from './connection-manager.ts';
+import { connectionLabels, responseFlagFor, type L4Metrics } from './metrics.ts';
+import { unmapIpv4 } from './outbound.ts';
 import { authorize } from './rbac.ts';
 
 /**
@@ -104,50 +109,146 @@ export interface InboundConnection {
   readonly error?: ErrorCode;
 }
 
+/** What the proxy records per inbound connection: Istio's destination-reported metrics and access log. */
+export interface InboundTelemetry {
+  readonly metrics: L4Metrics;
+  /** The `access` logger. */
+  readonly accessLog: Logger;
+  /** ztunnel's network, to find the source workload by IP. */
+  readonly network: string;
+}
+
 export interface InboundHandlerOptions {
   readonly state: StateReader;
-  readonly local: InboundLocal;
+  /** The workload served now (re-read per CONNECT, so xDS updates apply); undefined once it is gone. */
+  readonly local: () => InboundLocal | undefined;
   readonly connectTimeoutMs?: number;
+  /** Opens the connection to the app (marked, or inside the pod's namespace); `net.connect` by default. */
+  readonly connectSocket?: ConnectSocket;
   readonly logger?: Logger;
+  readonly telemetry?: InboundTelemetry;
+  /** Live tunnels are registered here, so a policy change can close those it now denies. */
+  readonly connections?: ConnectionManager;
   readonly onConnection?: (connection: InboundConnection) => void;
 }
 
-/** `::ffff:10.0.0.1` (a dual-stack listener's view of an IPv4 client) → `10.0.0.1`. */
-function unmapIpv4(ip: string): string {
-  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
-}
+let nextConnectionId = 0;
 
-/** The HBONE handler for one local workload: `decideInbound`, then dial the app and tunnel to it. */
+/**
+ * The HBONE handler for one local workload: `decideInbound`, then dial the app and tunnel to it.
+ * Connections that pass validation are counted (opened, closed, bytes; DENY or CONNECT on failure)
+ * and access-logged; a live tunnel is registered with the connection manager until it ends.
+ */
 export function inboundHandler(options: InboundHandlerOptions): HboneHandler {
   const log = (options.logger ?? silentLogger()).child({ component: 'inbound' });
   const timeoutMs = options.connectTimeoutMs ?? Timeouts.upstreamConnectMs;
   return async (request) => {
+    const started = Date.now();
     const sourceIp = unmapIpv4(request.remoteAddress);
-    const decision = decideInbound(options.state, options.local, { target: request.target, peer: request.peer, sourceIp });
     const refused = (status: 400 | 401 | 503, code: ErrorCode, reason: string): HboneDecision => {
       log.info({ code, status, err: reason, peer: formatSpiffeId(request.peer), src: sourceIp, authority: request.authority }, 'inbound refused');
       return { status, code, reason };
     };
-    if (decision.kind === 'refuse') return refused(decision.status, decision.code, decision.reason);
+    const local = options.local();
+    if (!local) return refused(503, ErrorCode.PROXY_UNKNOWN_LOCAL_WORKLOAD, 'the local workload is not in the mesh state');
+    const decision = decideInbound(options.state, local, { target: request.target, peer: request.peer, sourceIp });
+    if (decision.kind === 'refuse' && decision.status !== 401) return refused(decision.status, decision.code, decision.reason);
+
+    // From here on the connection counts: authorization and the app connect are its outcome.
+    const record = recorder(options, local.workload, request, sourceIp, started);
+    if (decision.kind === 'refuse') {
+      record.finish({ sent: 0, received: 0 }, { code: decision.code, message: decision.reason });
+      return refused(decision.status, decision.code, decision.reason);
+    }
 
     const target = formatAuthority(decision.ip, decision.port);
     let upstream: Socket;
     try {
-      upstream = await dial(decision.ip, decision.port, timeoutMs, request.signal);
+      upstream = await dial(decision.ip, decision.port, timeoutMs, request.signal, options.connectSocket);
     } catch (err) {
-      return refused(503, ErrorCode.HBONE_UPSTREAM_CONNECT_FAILED, `connect to ${target} failed: ${errorMessage(err)}`);
+      const reason = `connect to ${target} failed: ${errorMessage(err)}`;
+      record.finish({ sent: 0, received: 0 }, { code: ErrorCode.HBONE_UPSTREAM_CONNECT_FAILED, message: reason });
+      return refused(503, ErrorCode.HBONE_UPSTREAM_CONNECT_FAILED, reason);
     }
+
+    let closedBecause: { code: ErrorCode; message: string } | undefined;
+    const untrack = options.connections?.register({
+      id: `inbound-${++nextConnectionId}`,
+      workload: local.workload,
+      attributes: { sourceIp, destinationIp: decision.ip, destinationPort: decision.port, peer: request.peer },
+      close(reason) {
+        closedBecause = { code: ErrorCode.PROXY_POLICY_CHANGED, message: reason };
+        log.info({ code: ErrorCode.PROXY_POLICY_CHANGED, err: reason, peer: formatSpiffeId(request.peer), src: sourceIp, dst: target }, 'inbound connection closed');
+        upstream.resetAndDestroy();
+      },
+    });
     const onClose = (result: RelayResult) => {
+      untrack?.();
+      const bytes = { received: result.bytesDownstreamToUpstream, sent: result.bytesUpstreamToDownstream };
+      const failure = closedBecause ?? (result.error ? { code: result.error.code as ErrorCode, message: result.error.message } : undefined);
+      record.finish(bytes, failure, target);
       options.onConnection?.({
         peer: request.peer,
         sourceIp,
         destination: { ip: decision.ip, port: decision.port },
         policyReason: decision.policyReason,
-        bytesReceived: result.bytesDownstreamToUpstream,
-        bytesSent: result.bytesUpstreamToDownstream,
-        ...(result.error ? { error: result.error.code } : {}),
+        bytesReceived: bytes.received,
+        bytesSent: bytes.sent,
+        ...(failure ? { error: failure.code } : {}),
       });
     };
     return { status: 200, upstream, onClose };
   };
+}
+
+/** Metrics opened now and counted once at `finish`, with the access-log line (destination-reported). */
+function recorder(options: InboundHandlerOptions, workload: Workload, request: HboneRequest, sourceIp: string, started: number) {
+  const telemetry = options.telemetry;
+  if (!telemetry) return { finish: () => {} };
+  const source = options.state.workloadByAddress(telemetry.network, sourceIp);
+  const destinationService = inboundService(options.state, workload, request);
+  const identity = { trustDomain: workload.trustDomain, namespace: workload.namespace, serviceAccount: workload.serviceAccount };
+  const metrics = telemetry.metrics.connection(
+    connectionLabels({ reporter: 'destination', source, destination: workload, destinationService, sourcePrincipal: request.peer, destinationPrincipal: identity, securityPolicy: 'mutual_tls' }),
+  );
+  return {
+    finish(bytes: { sent: number; received: number }, failure?: { code: ErrorCode; message: string }, dialed?: string) {
+      metrics.close({ ...bytes, responseFlags: failure ? responseFlagFor(failure.code) : undefined });
+      logConnectionComplete(telemetry.accessLog, {
+        direction: 'inbound',
+        srcAddr: formatAuthority(sourceIp, request.remotePort),
+        dstAddr: dialed ?? formatAuthority(unmapIpv4(request.localAddress), request.localPort),
+        dstHboneAddr: request.authority,
+        source,
+        destination: workload,
+        destinationService,
+        sourceIdentity: request.peer,
+        destinationIdentity: identity,
+        bytesSent: bytes.sent,
+        bytesRecv: bytes.received,
+        durationMs: Date.now() - started,
+        error: failure ? `${failure.code}: ${failure.message}` : undefined,
+      });
+    },
+  };
+}
+
+/**
+ * The service to report as the destination (§6.1): the one named in `Forwarded host=`, else the
+ * hostname target, else the first service of the pod whose port map targets the destination port.
+ */
+export function inboundService(state: StateReader, workload: Workload, request: Pick<HboneRequest, 'forwarded' | 'target'>): Service | undefined {
+  const host = parseForwarded(request.forwarded).host ?? (request.target.kind === 'hostname' ? request.target.hostname : undefined);
+  if (host) {
+    const named = serviceForHostname(state, host, workload.namespace);
+    if (named) return named;
+  }
+  const port = request.target.port;
+  for (const [key, ports] of workload.services) {
+    const slash = key.indexOf('/');
+    const service = state.service(key.slice(0, slash), key.slice(slash + 1));
+    if (!service) continue;
+    if (ports.some((p) => p.targetPort === port) || service.ports.some((p) => p.targetPort === port)) return service;
+  }
+  return undefined;
 }

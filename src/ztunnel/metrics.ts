@@ -1,3 +1,4 @@
+import { ErrorCode } from '../core/error-codes.ts';
 import type { CounterFamily, Labels, MetricsRegistry } from '../core/metrics.ts';
 import { formatSpiffeId, type SpiffeId } from '../identity/spiffe.ts';
 import type { Service, Workload } from '../workload-api/types.ts';
@@ -48,6 +49,28 @@ export const UNKNOWN = 'unknown';
 
 /** `-` is success; any other flag is a failure (and also counts in `connections_failed`). */
 export type ResponseFlag = '-' | 'DENY' | 'CONNECT' | 'TLS_FAILURE' | 'H2_HANDSHAKE_FAILURE' | 'NETWORK_POLICY' | 'IDENTITY_ERROR' | 'CERT_REVOKED';
+
+/** The response flag ztunnel reports for a failure with this code (unclassified failures are `CONNECT`). */
+export function responseFlagFor(code: ErrorCode): ResponseFlag {
+  switch (code) {
+    case ErrorCode.PROXY_AUTHORIZATION_DENIED:
+    case ErrorCode.PROXY_POLICY_CHANGED:
+      return 'DENY';
+    case ErrorCode.HBONE_CONNECT_TIMEOUT:
+      return 'NETWORK_POLICY';
+    case ErrorCode.HBONE_TLS_HANDSHAKE_FAILED:
+      return 'TLS_FAILURE';
+    case ErrorCode.HBONE_ALPN_MISMATCH:
+      return 'H2_HANDSHAKE_FAILURE';
+    case ErrorCode.HBONE_PEER_IDENTITY_MISMATCH:
+    case ErrorCode.HBONE_PEER_NO_IDENTITY:
+    case ErrorCode.IDENTITY_CERT_FETCH_FAILED:
+    case ErrorCode.IDENTITY_CERT_EXPIRED:
+      return 'IDENTITY_ERROR';
+    default:
+      return 'CONNECT';
+  }
+}
 
 export interface ConnectionLabelInput {
   /** `source` for the outbound/socks5 listeners, `destination` for 15008/15006. */

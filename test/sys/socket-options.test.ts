@@ -1,25 +1,14 @@
 import test from 'ava';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { connect, createServer } from 'node:net';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ErrorCode } from '../../src/core/error-codes.ts';
 import { getMark, originalDestination, socketFd, SysError } from '../../src/sys/socket-options.ts';
+import { netnsMissing } from '../helpers/netns.ts';
 
 const run = promisify(execFile);
-
-/** Root and iproute2/iptables are needed; on CI their absence is a failure, elsewhere a printed skip. */
-function netnsMissing(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root for network namespaces';
-  try {
-    execFileSync('ip', ['-V'], { stdio: 'ignore' });
-    execFileSync('iptables', ['--version'], { stdio: 'ignore' });
-  } catch {
-    return 'needs iproute2 and iptables';
-  }
-  return undefined;
-}
 
 test('SO_ORIGINAL_DST reads the REDIRECTed destination; SO_MARK is set and read back (in a network namespace)', async (t) => {
   const missing = netnsMissing();

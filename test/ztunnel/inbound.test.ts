@@ -174,7 +174,7 @@ async function inbound(policies: AuthorizationPolicy[] = []): Promise<Inbound> {
     report(c);
   };
   const log = captureLog();
-  const fx = await hboneFixture({ handler: inboundHandler({ state, local, logger: log.logger, onConnection }) });
+  const fx = await hboneFixture({ handler: inboundHandler({ state, local: () => local, logger: log.logger, onConnection }) });
   return {
     fx,
     state,

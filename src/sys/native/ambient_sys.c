@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <linux/netfilter_ipv4.h>
 
 #ifndef IP6T_SO_ORIGINAL_DST
@@ -44,8 +45,8 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall) {
 }
 
 static int arg_int(napi_env env, napi_callback_info info, size_t count, int32_t *out) {
-  napi_value argv[2];
-  size_t argc = 2;
+  napi_value argv[3];
+  size_t argc = 3;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < count) {
     napi_throw_type_error(env, "ERR_INVALID_ARG", "missing argument");
     return 0;
@@ -129,6 +130,39 @@ static napi_value set_transparent(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * tcpSocket(family, mark, transparent) -> fd: an unconnected, non-blocking TCP socket with SO_MARK
+ * (when mark > 0) and IP_TRANSPARENT (when transparent != 0) set before its first packet. Node then
+ * adopts it with `new net.Socket({ fd })` and connects it, so even the SYN carries the mark.
+ */
+static napi_value tcp_socket(napi_env env, napi_callback_info info) {
+  int32_t args[3];
+  if (!arg_int(env, info, 3, args)) return NULL;
+  int family = args[0] == 6 ? AF_INET6 : AF_INET;
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket");
+  if (args[1] > 0) {
+    uint32_t mark = (uint32_t)args[1];
+    if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
+      int err = errno;
+      close(fd);
+      return throw_errno(env, err, "setsockopt(SO_MARK)");
+    }
+  }
+  if (args[2] != 0) {
+    int on = 1;
+    int rc = family == AF_INET6 ? setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &on, sizeof on) : setsockopt(fd, SOL_IP, IP_TRANSPARENT, &on, sizeof on);
+    if (rc != 0) {
+      int err = errno;
+      close(fd);
+      return throw_errno(env, err, "setsockopt(IP_TRANSPARENT)");
+    }
+  }
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
 /* getMark(fd): read SO_MARK back (tests and diagnostics). */
 static napi_value get_mark(napi_env env, napi_callback_info info) {
   int32_t fd;
@@ -147,6 +181,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"setMark", NULL, set_mark, NULL, NULL, NULL, napi_enumerable, NULL},
     {"getMark", NULL, get_mark, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setTransparent", NULL, set_transparent, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"tcpSocket", NULL, tcp_socket, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   return exports;

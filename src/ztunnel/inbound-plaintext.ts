@@ -1,0 +1,159 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { ErrorCode } from '../core/error-codes.ts';
+import { errorCode, errorMessage } from '../core/errors.ts';
+import { Drain, onceClose } from '../core/lifecycle.ts';
+import type { Logger } from '../core/logger.ts';
+import { formatAuthority } from '../hbone/authority.ts';
+import { dial } from '../hbone/forward.ts';
+import { relay, reset } from '../hbone/relay.ts';
+import { Timeouts } from '../hbone/settings.ts';
+import { originalDestination } from '../sys/socket-options.ts';
+import type { StateReader } from '../workload-api/store.ts';
+import { CONNECTION_FAILED, connectionFailedRecord, logConnectionComplete } from './access-log.ts';
+import type { ConnectionManager } from './connection-manager.ts';
+import type { InboundLocal, InboundTelemetry } from './inbound.ts';
+import { connectionLabels, responseFlagFor } from './metrics.ts';
+import { unmapIpv4, type OutboundListener } from './outbound.ts';
+import { authorize } from './rbac.ts';
+import { workloadIdentity, type SocketAddr } from './route.ts';
+import type { SocketFactory } from './socket-factory.ts';
+
+/**
+ * The inbound plaintext listener (15006, reference ztunnel.md §4.3): captured TCP to the local
+ * workload that did not come over HBONE. Authorized with no peer identity, so a STRICT peer
+ * authentication (a DENY of every connection without a principal) refuses it.
+ */
+
+export type PlaintextDecision =
+  | { readonly kind: 'connect'; readonly ip: string; readonly port: number }
+  | { readonly kind: 'refuse'; readonly code: ErrorCode; readonly reason: string; readonly denied: boolean };
+
+export function decidePlaintextInbound(state: Pick<StateReader, 'policiesFor'>, local: InboundLocal, connection: { readonly sourceIp: string; readonly destination: SocketAddr }): PlaintextDecision {
+  const { destination } = connection;
+  const workload = local.workload;
+  if (local.ownPorts.includes(destination.port)) {
+    return { kind: 'refuse', code: ErrorCode.PROXY_SELF_CALL, reason: `port ${destination.port} is one of this proxy's own listeners`, denied: false };
+  }
+  if (!workload.addresses.includes(destination.ip)) {
+    return { kind: 'refuse', code: ErrorCode.PROXY_IP_MISMATCH, reason: `ip mismatch: ${destination.ip} is not an address of ${workload.namespace}/${workload.name}`, denied: false };
+  }
+  const { decision } = authorize(state.policiesFor(workload), { sourceIp: connection.sourceIp, destinationIp: destination.ip, destinationPort: destination.port });
+  if (!decision.allowed) return { kind: 'refuse', code: ErrorCode.PROXY_AUTHORIZATION_DENIED, reason: decision.reason, denied: true };
+  return { kind: 'connect', ip: destination.ip, port: destination.port };
+}
+
+export interface PlaintextListenerOptions {
+  readonly factory: SocketFactory;
+  readonly port: number;
+  readonly state: StateReader;
+  readonly local: () => InboundLocal | undefined;
+  readonly telemetry: InboundTelemetry;
+  readonly connections: ConnectionManager;
+  readonly logger: Logger;
+  readonly connectTimeoutMs?: number;
+  readonly drainMs?: number;
+}
+
+let nextConnectionId = 0;
+
+export async function startPlaintextListener(options: PlaintextListenerOptions): Promise<OutboundListener> {
+  const log = options.logger.child({ component: 'inbound-plaintext' });
+  const drain = new Drain();
+  const live = new Set<Socket>();
+  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+    socket.on('error', () => {});
+    if (drain.draining) return void socket.destroy();
+    live.add(socket);
+    const untrack = drain.track(socket);
+    socket.once('close', () => {
+      live.delete(socket);
+      untrack();
+    });
+    handle(socket, options, log).catch((err: unknown) => {
+      log.error({ code: errorCode(err), err: errorMessage(err) }, 'plaintext connection handling failed');
+      socket.destroy();
+    });
+  });
+  server.on('error', (err) => log.error({ code: errorCode(err), err: errorMessage(err) }, 'plaintext listener error'));
+  await options.factory.listen(server, options.port);
+  const bound = server.address();
+  if (!bound || typeof bound === 'string') throw new Error('plaintext listener has no TCP address');
+
+  const close = onceClose(async () => {
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    const clean = await drain.drain(options.drainMs ?? Timeouts.drainMs);
+    if (!clean) log.warn({ code: ErrorCode.CORE_DRAIN_TIMEOUT, connections: live.size }, 'drain deadline passed, closing remaining plaintext connections');
+    for (const socket of live) socket.destroy();
+    await stopped;
+  });
+  return { address: () => ({ address: bound.address, port: bound.port, family: bound.family }), close, connections: () => live.size };
+}
+
+async function handle(socket: Socket, options: PlaintextListenerOptions, log: Logger): Promise<void> {
+  const started = Date.now();
+  const sourceIp = unmapIpv4(socket.remoteAddress ?? '');
+  const srcAddr = formatAuthority(sourceIp, socket.remotePort ?? 0);
+  let destination: SocketAddr;
+  try {
+    const original = originalDestination(socket);
+    destination = { ip: original.address, port: original.port };
+  } catch {
+    destination = { ip: unmapIpv4(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
+  }
+  const dstAddr = formatAuthority(destination.ip, destination.port);
+  const failEarly = (code: ErrorCode, error: string) => {
+    options.telemetry.accessLog.warn({ ...connectionFailedRecord({ direction: 'inbound', srcAddr, dstAddr, error }), code }, CONNECTION_FAILED);
+    reset(socket);
+  };
+  const local = options.local();
+  if (!local) return failEarly(ErrorCode.PROXY_UNKNOWN_LOCAL_WORKLOAD, 'the local workload is not in the mesh state');
+  const decision = decidePlaintextInbound(options.state, local, { sourceIp, destination });
+  if (decision.kind === 'refuse' && !decision.denied) return failEarly(decision.code, decision.reason);
+
+  const workload = local.workload;
+  const source = options.state.workloadByAddress(options.telemetry.network, sourceIp);
+  const metrics = options.telemetry.metrics.connection(connectionLabels({ reporter: 'destination', source, destination: workload, securityPolicy: 'unknown' }));
+  const finish = (bytes: { sent: number; received: number }, failure?: { code: ErrorCode; message: string }) => {
+    metrics.close({ ...bytes, responseFlags: failure ? responseFlagFor(failure.code) : undefined });
+    logConnectionComplete(options.telemetry.accessLog, {
+      direction: 'inbound',
+      srcAddr,
+      dstAddr,
+      source,
+      destination: workload,
+      destinationIdentity: workloadIdentity(workload),
+      bytesSent: bytes.sent,
+      bytesRecv: bytes.received,
+      durationMs: Date.now() - started,
+      error: failure ? `${failure.code}: ${failure.message}` : undefined,
+    });
+  };
+  if (decision.kind === 'refuse') {
+    finish({ sent: 0, received: 0 }, { code: decision.code, message: decision.reason });
+    return void socket.destroy(); // a plaintext deny is a close with no bytes (§5)
+  }
+
+  let upstream: Socket;
+  try {
+    upstream = await dial(decision.ip, decision.port, options.connectTimeoutMs ?? Timeouts.upstreamConnectMs, undefined, options.factory.connect);
+  } catch (err) {
+    finish({ sent: 0, received: 0 }, { code: ErrorCode.PROXY_UPSTREAM_CONNECT_FAILED, message: `connect to ${dstAddr} failed: ${errorMessage(err)}` });
+    return reset(socket);
+  }
+  let closedBecause: { code: ErrorCode; message: string } | undefined;
+  const untrack = options.connections.register({
+    id: `plaintext-${++nextConnectionId}`,
+    workload,
+    attributes: { sourceIp, destinationIp: decision.ip, destinationPort: decision.port },
+    close(reason) {
+      closedBecause = { code: ErrorCode.PROXY_POLICY_CHANGED, message: reason };
+      log.info({ code: ErrorCode.PROXY_POLICY_CHANGED, err: reason, src: srcAddr, dst: dstAddr }, 'plaintext connection closed');
+      upstream.resetAndDestroy();
+    },
+  });
+  socket.resume();
+  const result = await relay(socket, upstream);
+  untrack();
+  const failure = closedBecause ?? (result.error ? { code: result.error.code as ErrorCode, message: result.error.message } : undefined);
+  finish({ received: result.bytesDownstreamToUpstream, sent: result.bytesUpstreamToDownstream }, failure);
+}

@@ -1,0 +1,248 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { ErrorCode } from '../core/error-codes.ts';
+import { MeshError, errorCode, errorMessage } from '../core/errors.ts';
+import { closeInOrder, onceClose, Readiness, type Handle } from '../core/lifecycle.ts';
+import type { Logger } from '../core/logger.ts';
+import { createMetricsRegistry, type MetricsRegistry } from '../core/metrics.ts';
+import { createHboneClient, type HboneClient } from '../hbone/client.ts';
+import { CertificateAuthority } from '../identity/ca.ts';
+import { CertManager, type CaClient } from '../identity/cert-manager.ts';
+import { LocalCaClient } from '../identity/local-ca-client.ts';
+import { formatSpiffeId, parseSpiffeId, type SpiffeId } from '../identity/spiffe.ts';
+import { GrpcCaClient } from '../workload-api/ca-client.ts';
+import type { RootCa } from '../workload-api/env.ts';
+import { startLocalSource } from '../workload-api/local-source.ts';
+import { addressHandler, authorizationHandler } from '../workload-api/store-handlers.ts';
+import { WorkloadStore, type StateReader } from '../workload-api/store.ts';
+import type { Workload } from '../workload-api/types.ts';
+import { startXdsClient, xdsNode } from '../workload-api/xds-client.ts';
+import { createXdsMetrics } from '../workload-api/xds-metrics.ts';
+import { startAdminServer } from './admin.ts';
+import type { ZtunnelConfig } from './config.ts';
+import { identityCertificateDump, toJson } from './config-dump.ts';
+import { ConnectionManager } from './connection-manager.ts';
+import { IdentityManager } from './identity-manager.ts';
+import { createL4Metrics } from './metrics.ts';
+import { startReadinessServer } from './readiness-server.ts';
+import { hostSocketFactory } from './socket-factory.ts';
+import { startStatsServer } from './stats-server.ts';
+import { startWorkloadProxy, type ProxyPorts, type WorkloadProxy } from './workload-proxy.ts';
+
+/**
+ * `ambientd ztunnel` assembled: the mesh state (local file and/or xDS), certificates (CA client or
+ * FAKE_CA), the workload proxy (dedicated mode), admin/stats/readiness, and the drain on shutdown.
+ * Every part is owned here and closed here, in order.
+ */
+
+export interface Ztunnel extends Handle {
+  readonly readiness: Readiness;
+  readonly state: StateReader;
+  readonly registry: MetricsRegistry;
+  /** The bound ports (tests start with 0). */
+  ports(): { readonly admin: number; readonly stats: number; readonly readiness: number; readonly proxy: ProxyPorts | undefined };
+  /** Resolves when the process should exit: after `close()`, `/quitquitquit`, or a signal handled by the CLI. */
+  readonly stopped: Promise<void>;
+}
+
+export interface ZtunnelOptions {
+  readonly logger: Logger;
+  /** The environment `ISTIO_META_*` node metadata is read from (process.env in the CLI). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Sign certificates here instead of FAKE_CA or CA_ADDRESS (an embedded control plane, tests). */
+  readonly ca?: CaClient;
+}
+
+/** Readiness task names, as ztunnel reports them while pending. */
+export const ReadinessTask = { proxy: 'proxy', certificates: 'certificates' } as const;
+
+export async function startZtunnel(config: ZtunnelConfig, options: ZtunnelOptions): Promise<Ztunnel> {
+  const root = options.logger;
+  const log = root.child({ component: 'ztunnel' });
+  const accessLog = root.child({ component: 'access' });
+  const readiness = new Readiness();
+  const proxyReady = readiness.register(ReadinessTask.proxy);
+  const registry = createMetricsRegistry();
+  const metrics = createL4Metrics(registry, { buildTag: config.istioVersion });
+  const store = new WorkloadStore();
+  const connections = new ConnectionManager();
+  const owned: Handle[] = []; // closed in reverse order of creation
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+
+  const dedicatedIdentity = config.proxyMode === 'dedicated' && config.workloadInfo ? workloadInfoIdentity(config) : undefined;
+  const localWorkload = localWorkloadLookup(store, config);
+
+  try {
+    // Certificates.
+    const ca = options.ca ?? (await caClient(config, log));
+    const certManager = new CertManager({ ca, ttlSeconds: config.workloadApi.secretTtlSeconds, impersonate: config.proxyMode === 'shared', logger: root });
+    owned.push(certManager);
+    const identities = new IdentityManager({ certificates: certManager, nodeName: config.nodeName, logger: root });
+
+    // Mesh state: on every change, prefetch certificates and re-check live connections against policy.
+    let changeQueued = false;
+    const stateChanged = () => {
+      if (changeQueued) return;
+      changeQueued = true;
+      setImmediate(() => {
+        changeQueued = false;
+        void identities.sync(store.allWorkloads());
+        const result = connections.recheck(store);
+        if (result.closed.length > 0) log.info({ code: ErrorCode.PROXY_POLICY_CHANGED, closed: result.closed.length, checked: result.checked }, 'policy change closed live connections');
+      });
+    };
+    const local = config.workloadApi.local;
+    if (local) {
+      const source = await startLocalSource({ store, ...(local.kind === 'path' ? { path: local.path, watch: true } : { inline: local.yaml }), logger: root });
+      source.on('reload', stateChanged);
+      owned.push(source);
+      stateChanged();
+    }
+    if (config.workloadApi.xdsAddress) {
+      const api = config.workloadApi;
+      const xds = startXdsClient({
+        address: api.xdsAddress as string,
+        ...rootPem(api.xdsRootCa, 'XDS_ROOT_CA'),
+        ...(api.altXdsHostname ? { alternateHostname: api.altXdsHostname } : {}),
+        auth: { token: api.token, clusterId: api.clusterId, headers: api.xdsHeaders },
+        node: xdsNode({ podName: options.env?.['POD_NAME'], podNamespace: options.env?.['POD_NAMESPACE'], instanceIp: options.env?.['INSTANCE_IP'], nodeName: config.nodeName, env: options.env ?? {} }),
+        handlers: [addressHandler(store), authorizationHandler(store)],
+        metrics: createXdsMetrics(registry),
+        readiness,
+        logger: root,
+      });
+      xds.on('ack', stateChanged);
+      xds.on('nack', stateChanged);
+      owned.push(xds);
+    }
+
+    // HBONE client: one pool for the process, sockets from the same factory as the listeners.
+    const factory = hostSocketFactory({ mark: config.packetMark, reusePort: config.portReuse });
+    const hbone: HboneClient = createHboneClient({ certificates: identities, connectSocket: factory.connect, logger: root });
+    owned.push(hbone);
+
+    let proxy: WorkloadProxy | undefined;
+    if (dedicatedIdentity) {
+      proxy = await startWorkloadProxy({
+        identity: dedicatedIdentity,
+        workload: localWorkload,
+        state: store,
+        factory,
+        hbone,
+        certificates: identities,
+        certificateEvents: certManager,
+        connections,
+        telemetry: { metrics, accessLog, network: config.network },
+        ports: config.proxyPorts,
+        logger: root,
+        drainMs: config.terminationDeadlineMs,
+      });
+      owned.push(proxy);
+    } else {
+      log.info('shared mode: workload proxies are started per pod by the node agent (ZDS)');
+    }
+    proxyReady();
+
+    const shutdown = onceClose(async () => {
+      log.info({ deadlineMs: config.terminationDeadlineMs }, 'draining');
+      try {
+        // The proxy drains first (its deadline bounds the whole shutdown), then the rest, newest first.
+        await closeInOrder([...(proxy ? [proxy] : []), ...owned.filter((h) => h !== proxy).reverse()]);
+      } catch (err) {
+        log.error({ code: errorCode(err), err: errorMessage(err) }, 'shutdown failed in part');
+      }
+      log.info('stopped');
+      resolveStopped();
+    });
+
+    const configDump = () => ({
+      workloads: toJson(store.allWorkloads()),
+      services: toJson(store.allServices()),
+      policies: toJson(store.allPolicies()),
+      certificates: certificateIdentities(identities, dedicatedIdentity).map((id) => {
+        const parsed = parseSpiffeId(id);
+        return identityCertificateDump(id, parsed.ok ? certManager.peek(parsed.value) : undefined);
+      }),
+      connections: { inbound: connections.dump(), ...(proxy ? { proxy: proxy.stats() } : {}), hbonePool: hbone.stats() },
+      config: toJson(publicConfig(config)),
+      version: { version: '0.1.0', istioVersion: config.istioVersion ?? 'unknown', runtime: `node ${process.version}` },
+    });
+    const admin = await startAdminServer({ port: config.adminPort, configDump, logger: root, onQuit: () => void shutdown() });
+    owned.push(admin);
+    const stats = await startStatsServer({ port: config.statsPort, registry, logger: root });
+    owned.push(stats);
+    const ready = await startReadinessServer({ port: config.readinessPort, readiness, logger: root });
+    owned.push(ready);
+
+    log.info({ mode: config.proxyMode, identity: dedicatedIdentity && formatSpiffeId(dedicatedIdentity), admin: admin.address().port, stats: stats.address().port, readiness: ready.address().port }, 'ztunnel started');
+    return {
+      readiness,
+      state: store,
+      registry,
+      stopped,
+      close: shutdown,
+      ports: () => ({ admin: admin.address().port, stats: stats.address().port, readiness: ready.address().port, proxy: proxy?.ports() }),
+    };
+  } catch (err) {
+    await closeInOrder([...owned].reverse()).catch(() => {});
+    throw err;
+  }
+}
+
+function workloadInfoIdentity(config: ZtunnelConfig): SpiffeId {
+  const info = config.workloadInfo!;
+  return { trustDomain: config.trustDomain, namespace: info.namespace, serviceAccount: info.serviceAccount };
+}
+
+/** The dedicated workload by PROXY_WORKLOAD_INFO: found by name once, then by uid (so updates are seen). */
+function localWorkloadLookup(store: WorkloadStore, config: ZtunnelConfig): () => Workload | undefined {
+  const info = config.workloadInfo;
+  let uid: string | undefined;
+  return () => {
+    if (!info) return undefined;
+    const byUid = uid === undefined ? undefined : store.workloadByUid(uid);
+    if (byUid) return byUid;
+    const found = store.workloadByName(info.namespace, info.name);
+    uid = found?.uid;
+    return found;
+  };
+}
+
+async function caClient(config: ZtunnelConfig, log: Logger): Promise<CaClient> {
+  if (config.fakeCa) {
+    const ca = CertificateAuthority.generate(config.trustDomain);
+    if (config.fakeCaRootPath) {
+      await mkdir(dirname(config.fakeCaRootPath), { recursive: true });
+      await writeFile(config.fakeCaRootPath, ca.rootsPem.join(''));
+    }
+    log.warn({ rootPath: config.fakeCaRootPath }, 'FAKE_CA: certificates come from an in-process CA; for local runs and tests only');
+    return new LocalCaClient(ca);
+  }
+  const api = config.workloadApi;
+  return new GrpcCaClient({
+    address: api.caAddress,
+    ...rootPem(api.caRootCa, 'CA_ROOT_CA'),
+    auth: { token: api.token, clusterId: api.clusterId, headers: api.caHeaders },
+    ...(api.altCaHostname ? { alternateHostname: api.altCaHostname } : {}),
+  });
+}
+
+/** The roots to verify istiod with: a PEM, or the system roots; a missing file is a config error. */
+function rootPem(root: RootCa, variable: string): { rootCaPem?: string } {
+  if (root.kind === 'system') return {};
+  if (root.kind === 'pem') return { rootCaPem: root.pem };
+  throw new MeshError(ErrorCode.CONFIG_INVALID, `${variable}: root certificate file ${root.path} does not exist`);
+}
+
+function certificateIdentities(identities: IdentityManager, dedicated: SpiffeId | undefined): string[] {
+  const all = new Set(identities.localIdentities());
+  if (dedicated) all.add(formatSpiffeId(dedicated));
+  return [...all].sort();
+}
+
+/** The effective config for the dump, without inline secrets (a literal token is shown as redacted). */
+function publicConfig(config: ZtunnelConfig): unknown {
+  const token = config.workloadApi.token;
+  return { ...config, workloadApi: { ...config.workloadApi, token: token.kind === 'literal' ? { kind: 'literal', token: '[redacted]' } : token } };
+}
