@@ -88,6 +88,9 @@ export function reset(stream: Duplex): void {
   if (stream instanceof Socket) {
     stream.resetAndDestroy();
   } else if (isHttp2Stream(stream)) {
+    // Node's close() ends the writable side first, so the peer would read END_STREAM (a clean end)
+    // just before RST_STREAM. Marking the side as ending makes close() send only the reset.
+    (stream as unknown as { _writableState: { ending: boolean } })._writableState.ending = true;
     stream.close(http2Constants.NGHTTP2_CONNECT_ERROR);
   } else {
     stream.destroy();

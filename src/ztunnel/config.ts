@@ -27,6 +27,11 @@ export interface ZtunnelConfig {
   readonly fakeCa: boolean;
   /** `FAKE_CA_ROOT_PATH` (ours): where the fake CA writes its root certificate, for tests to read. */
   readonly fakeCaRootPath: string | undefined;
+  /**
+   * `FAKE_CA_DIR` (ours): the fake CA's key and certificate in Istio's `cacerts` layout. Loaded when
+   * present, else generated and saved there, so several local ztunnels share one trust root.
+   */
+  readonly fakeCaDir: string | undefined;
   /** `TRUST_DOMAIN` (`cluster.local`). */
   readonly trustDomain: string;
   /** `NODE_NAME` (`""`). */
@@ -59,6 +64,7 @@ export const ZtunnelEnv = {
   workloadInfo: 'PROXY_WORKLOAD_INFO',
   fakeCa: 'FAKE_CA',
   fakeCaRootPath: 'FAKE_CA_ROOT_PATH',
+  fakeCaDir: 'FAKE_CA_DIR',
   trustDomain: 'TRUST_DOMAIN',
   nodeName: 'NODE_NAME',
   network: 'NETWORK',
@@ -163,6 +169,7 @@ export function parseZtunnelConfig(flags: Readonly<Record<string, string>>, env:
     workloadApi: workloadApi.value,
     fakeCa,
     fakeCaRootPath: read(ZtunnelEnv.fakeCaRootPath),
+    fakeCaDir: read(ZtunnelEnv.fakeCaDir),
     trustDomain: read(ZtunnelEnv.trustDomain) ?? 'cluster.local',
     nodeName: read(ZtunnelEnv.nodeName) ?? '',
     network: read(ZtunnelEnv.network) ?? '',

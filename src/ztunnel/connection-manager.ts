@@ -43,14 +43,24 @@ export interface RecheckResult {
   readonly closed: ReadonlyArray<{ readonly id: string; readonly reason: string }>;
 }
 
+/** The reason a live connection is closed when its destination workload left the mesh state. */
+export const WORKLOAD_REMOVED_REASON = 'connection closed: the destination workload was removed';
+
 /**
- * The pure half of a policy re-check: which of `connections` the current policies now deny, with
- * ztunnel's reason. No side effects; `ConnectionManager.recheck` acts on the result.
+ * The pure half of a policy re-check: which of `connections` the current state now denies, with
+ * ztunnel's reason. Each is judged against its workload as the state has it now (a policy may have
+ * been attached to it), and a connection whose workload is gone is closed. No side effects;
+ * `ConnectionManager.recheck` acts on the result.
  */
-export function connectionsToClose<C extends TrackedConnection>(connections: Iterable<C>, state: Pick<StateReader, 'policiesFor'>): Array<CloseDecision<C>> {
+export function connectionsToClose<C extends TrackedConnection>(connections: Iterable<C>, state: Pick<StateReader, 'policiesFor' | 'workloadByUid'>): Array<CloseDecision<C>> {
   const out: Array<CloseDecision<C>> = [];
   for (const connection of connections) {
-    const { decision } = authorize(state.policiesFor(connection.workload), connection.attributes);
+    const workload = state.workloadByUid(connection.workload.uid);
+    if (!workload) {
+      out.push({ connection, reason: WORKLOAD_REMOVED_REASON });
+      continue;
+    }
+    const { decision } = authorize(state.policiesFor(workload), connection.attributes);
     if (!decision.allowed) out.push({ connection, reason: `${POLICY_CHANGED_REASON}: ${decision.reason}` });
   }
   return out;
@@ -107,7 +117,7 @@ export class ConnectionManager {
    * Re-evaluates every live connection against the current policies and closes (and unregisters)
    * those now denied, with reason `connection closed due to policy change: <why>`.
    */
-  recheck(state: Pick<StateReader, 'policiesFor'>): RecheckResult {
+  recheck(state: Pick<StateReader, 'policiesFor' | 'workloadByUid'>): RecheckResult {
     const snapshot = [...this.#live.keys()];
     const decisions = connectionsToClose(snapshot, state);
     for (const { connection, reason } of decisions) this.#close(connection, reason);

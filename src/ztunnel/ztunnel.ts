@@ -1,12 +1,13 @@
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ErrorCode } from '../core/error-codes.ts';
 import { MeshError, errorCode, errorMessage } from '../core/errors.ts';
 import { closeInOrder, onceClose, Readiness, type Handle } from '../core/lifecycle.ts';
 import type { Logger } from '../core/logger.ts';
 import { createMetricsRegistry, type MetricsRegistry } from '../core/metrics.ts';
 import { createHboneClient, type HboneClient } from '../hbone/client.ts';
-import { CertificateAuthority } from '../identity/ca.ts';
+import { CaFiles, CertificateAuthority } from '../identity/ca.ts';
 import { CertManager, type CaClient } from '../identity/cert-manager.ts';
 import { LocalCaClient } from '../identity/local-ca-client.ts';
 import { formatSpiffeId, parseSpiffeId, type SpiffeId } from '../identity/spiffe.ts';
@@ -211,7 +212,7 @@ function localWorkloadLookup(store: WorkloadStore, config: ZtunnelConfig): () =>
 
 async function caClient(config: ZtunnelConfig, log: Logger): Promise<CaClient> {
   if (config.fakeCa) {
-    const ca = CertificateAuthority.generate(config.trustDomain);
+    const ca = await fakeAuthority(config);
     if (config.fakeCaRootPath) {
       await mkdir(dirname(config.fakeCaRootPath), { recursive: true });
       await writeFile(config.fakeCaRootPath, ca.rootsPem.join(''));
@@ -226,6 +227,15 @@ async function caClient(config: ZtunnelConfig, log: Logger): Promise<CaClient> {
     auth: { token: api.token, clusterId: api.clusterId, headers: api.caHeaders },
     ...(api.altCaHostname ? { alternateHostname: api.altCaHostname } : {}),
   });
+}
+
+/** FAKE_CA's authority: loaded from FAKE_CA_DIR when it holds one, else generated (and saved there). */
+async function fakeAuthority(config: ZtunnelConfig): Promise<CertificateAuthority> {
+  const dir = config.fakeCaDir;
+  if (dir && existsSync(join(dir, CaFiles.cert))) return CertificateAuthority.load(dir);
+  const ca = CertificateAuthority.generate(config.trustDomain);
+  if (dir) await ca.save(dir);
+  return ca;
 }
 
 /** The roots to verify istiod with: a PEM, or the system roots; a missing file is a config error. */

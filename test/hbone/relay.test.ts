@@ -81,3 +81,23 @@ test('an HBONE client reset tears down the target connection', async (t) => {
   await fixture.close();
   await target.close();
 });
+
+test('a target reset reaches the HBONE client as a reset only: no clean end before it', async (t) => {
+  const target = await tcpServer((socket) => {
+    socket.write('partial');
+    setTimeout(() => socket.resetAndDestroy(), 50);
+  });
+  const fx = await hboneFixture();
+  t.teardown(async () => {
+    await fx.close();
+    await target.close();
+  });
+  const tunnel = await fx.connect(`127.0.0.1:${target.port}`);
+  const events: string[] = [];
+  tunnel.stream.on('data', () => events.includes('data') || events.push('data'));
+  tunnel.stream.on('end', () => events.push('end'));
+  tunnel.stream.on('error', () => events.push('error'));
+  await new Promise((resolve) => tunnel.stream.once('close', resolve));
+  t.deepEqual(events, ['data', 'error']);
+  t.is(tunnel.stream.rstCode, 10); // NGHTTP2_CONNECT_ERROR
+});

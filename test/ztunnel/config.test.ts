@@ -23,6 +23,7 @@ test('defaults: shared mode with ztunnel ports, mark 1337, 5 s deadline, info lo
     workloadInfo: undefined,
     fakeCa: false,
     fakeCaRootPath: undefined,
+    fakeCaDir: undefined,
     trustDomain: 'cluster.local',
     nodeName: '',
     network: '',
@@ -42,8 +43,8 @@ test('defaults: shared mode with ztunnel ports, mark 1337, 5 s deadline, info lo
 });
 
 test('plain variables are read; an empty value counts as unset', (t) => {
-  t.like(value({ FAKE_CA: 'true', FAKE_CA_ROOT_PATH: '/tmp/root.pem', TRUST_DOMAIN: 'td', NODE_NAME: 'n1', NETWORK: 'net', CLUSTER_DOMAIN: 'c.d', INPOD_PORT_REUSE: 'false', ISTIO_META_ISTIO_VERSION: '1.27.0' }), {
-    fakeCa: true, fakeCaRootPath: '/tmp/root.pem', trustDomain: 'td', nodeName: 'n1', network: 'net', clusterDomain: 'c.d', portReuse: false, istioVersion: '1.27.0',
+  t.like(value({ FAKE_CA: 'true', FAKE_CA_ROOT_PATH: '/tmp/root.pem', FAKE_CA_DIR: '/tmp/ca', TRUST_DOMAIN: 'td', NODE_NAME: 'n1', NETWORK: 'net', CLUSTER_DOMAIN: 'c.d', INPOD_PORT_REUSE: 'false', ISTIO_META_ISTIO_VERSION: '1.27.0' }), {
+    fakeCa: true, fakeCaRootPath: '/tmp/root.pem', fakeCaDir: '/tmp/ca', trustDomain: 'td', nodeName: 'n1', network: 'net', clusterDomain: 'c.d', portReuse: false, istioVersion: '1.27.0',
   });
   t.like(value({ ISTIO_META_ISTIO_VERSION: '', TRUST_DOMAIN: '' }), { istioVersion: undefined, trustDomain: 'cluster.local' });
 });

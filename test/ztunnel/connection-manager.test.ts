@@ -6,7 +6,7 @@ import type { HboneHandler } from '../../src/hbone/server.ts';
 import { spiffeId, type SpiffeId } from '../../src/identity/spiffe.ts';
 import { WorkloadStore } from '../../src/workload-api/store.ts';
 import type { AuthorizationPolicy, PolicyMatch, Workload } from '../../src/workload-api/types.ts';
-import { ConnectionManager, connectionsToClose, POLICY_CHANGED_REASON, type TrackedConnection } from '../../src/ztunnel/connection-manager.ts';
+import { ConnectionManager, connectionsToClose, POLICY_CHANGED_REASON, WORKLOAD_REMOVED_REASON, type TrackedConnection } from '../../src/ztunnel/connection-manager.ts';
 import { hboneFixture } from '../helpers/hbone.ts';
 import { testWorkload } from '../helpers/mesh.ts';
 import { echo, tcpServer } from '../helpers/tcp.ts';
@@ -259,4 +259,17 @@ test('a policy update closes a live HBONE tunnel', async (t) => {
   t.is(tunnel.stream.rstCode, h2.NGHTTP2_CONNECT_ERROR);
   t.is(streamError?.code, 'ERR_HTTP2_STREAM_ERROR');
   t.is(manager.count(), 0);
+});
+
+test('connectionsToClose: judges each connection by its workload as the state has it now, and closes those whose workload is gone', (t) => {
+  const store = storeWith(policy('deny-alice', 'DENY', { principals: [principal(alice)] }));
+  const selected: AuthorizationPolicy = { ...policy('deny-bob', 'DENY', { principals: [principal(bob)] }), scope: 'WORKLOAD_SELECTOR' };
+  store.upsertPolicy(selected);
+  const fromBob = fake('b', bob);
+  t.deepEqual(connectionsToClose([fromBob], store), [], 'a selector policy applies only once the workload lists it');
+  // The registered connection still holds the old workload object; the state now lists the policy.
+  store.upsertWorkload({ ...server, authorizationPolicies: [`${NS}/deny-bob`] });
+  t.deepEqual(connectionsToClose([fromBob], store).map((d) => d.reason), [`${POLICY_CHANGED_REASON}: explicitly denied by: ${NS}/deny-bob`]);
+  store.removeWorkload(server.uid);
+  t.deepEqual(connectionsToClose([fake('p')], store).map((d) => d.reason), [WORKLOAD_REMOVED_REASON]);
 });
