@@ -318,3 +318,25 @@ test('dedicated ztunnel: on close, an in-flight tunnel finishes within the deadl
   );
   t.is(after, 'refused');
 });
+
+test('dedicated ztunnel: an update that removes the workload mid-connection closes it, and new CONNECTs get 503', async (t) => {
+  const s = await start(t);
+  const live = await s.tunnel(`${SERVER_IP}:${s.app.port}`);
+  live.stream.write('before');
+  const [first] = (await once(live.stream, 'data')) as [Buffer];
+  t.is(String(first), 'before');
+  const closedWith = new Promise<number | undefined>((resolve) => live.stream.once('close', () => resolve(live.stream.rstCode)));
+  live.stream.on('error', () => {});
+  const mark = s.log.mark();
+  // The same mesh without the server workload.
+  await s.rewriteMesh(meshYaml(s.app.port).replace(/- uid: cluster1\/\/v1\/Pod\/default\/server[\s\S]*?(?=- uid:)/, ''));
+  const record = await s.log.waitForCode(ErrorCode.PROXY_POLICY_CHANGED, mark);
+  t.regex(String(record['err']), /destination workload was removed/);
+  t.not(await closedWith, 0);
+  const refused = await s.tunnel(`${SERVER_IP}:${s.app.port}`).then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  t.is((refused as HboneError).status, 503);
+  t.like(await s.log.waitForCode(ErrorCode.PROXY_UNKNOWN_LOCAL_WORKLOAD, mark), { status: 503 });
+});
