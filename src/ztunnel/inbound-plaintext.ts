@@ -1,7 +1,6 @@
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { ErrorCode } from '../core/error-codes.ts';
-import { errorCode, errorMessage } from '../core/errors.ts';
-import { Drain, onceClose } from '../core/lifecycle.ts';
+import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { formatAuthority } from '../hbone/authority.ts';
 import { dial } from '../hbone/forward.ts';
@@ -13,10 +12,11 @@ import { CONNECTION_FAILED, connectionFailedRecord, logConnectionComplete } from
 import type { ConnectionManager } from './connection-manager.ts';
 import type { InboundLocal, InboundTelemetry } from './inbound.ts';
 import { connectionLabels, responseFlagFor } from './metrics.ts';
-import { unmapIpv4, type OutboundListener } from './outbound.ts';
+import { unmapIpv4 } from './outbound.ts';
 import { authorize } from './rbac.ts';
 import { workloadIdentity, type SocketAddr } from './route.ts';
 import type { SocketFactory } from './socket-factory.ts';
+import { startTcpListener, type TcpListener } from './tcp-listener.ts';
 
 /**
  * The inbound plaintext listener (15006, reference ztunnel.md §4.3): captured TCP to the local
@@ -56,37 +56,9 @@ export interface PlaintextListenerOptions {
 
 let nextConnectionId = 0;
 
-export async function startPlaintextListener(options: PlaintextListenerOptions): Promise<OutboundListener> {
+export function startPlaintextListener(options: PlaintextListenerOptions): Promise<TcpListener> {
   const log = options.logger.child({ component: 'inbound-plaintext' });
-  const drain = new Drain();
-  const live = new Set<Socket>();
-  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
-    socket.on('error', () => {});
-    if (drain.draining) return void socket.destroy();
-    live.add(socket);
-    const untrack = drain.track(socket);
-    socket.once('close', () => {
-      live.delete(socket);
-      untrack();
-    });
-    handle(socket, options, log).catch((err: unknown) => {
-      log.error({ code: errorCode(err), err: errorMessage(err) }, 'plaintext connection handling failed');
-      socket.destroy();
-    });
-  });
-  server.on('error', (err) => log.error({ code: errorCode(err), err: errorMessage(err) }, 'plaintext listener error'));
-  await options.factory.listen(server, options.port);
-  const bound = server.address();
-  if (!bound || typeof bound === 'string') throw new Error('plaintext listener has no TCP address');
-
-  const close = onceClose(async () => {
-    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-    const clean = await drain.drain(options.drainMs ?? Timeouts.drainMs);
-    if (!clean) log.warn({ code: ErrorCode.CORE_DRAIN_TIMEOUT, connections: live.size }, 'drain deadline passed, closing remaining plaintext connections');
-    for (const socket of live) socket.destroy();
-    await stopped;
-  });
-  return { address: () => ({ address: bound.address, port: bound.port, family: bound.family }), close, connections: () => live.size };
+  return startTcpListener({ factory: options.factory, port: options.port, name: 'inbound-plaintext', logger: options.logger, drainMs: options.drainMs }, (socket) => handle(socket, options, log));
 }
 
 async function handle(socket: Socket, options: PlaintextListenerOptions, log: Logger): Promise<void> {

@@ -1,8 +1,7 @@
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCode } from '../core/error-codes.ts';
 import { errorCode, errorMessage } from '../core/errors.ts';
-import { Drain, onceClose, type ServerHandle } from '../core/lifecycle.ts';
 import type { Logger } from '../core/logger.ts';
 import { formatAuthority } from '../hbone/authority.ts';
 import type { HboneClient } from '../hbone/client.ts';
@@ -18,6 +17,7 @@ import { CONNECTION_FAILED, connectionFailedRecord, logConnectionComplete } from
 import { connectionLabels, responseFlagFor, type L4Metrics } from './metrics.ts';
 import { routeOutbound, workloadIdentity, type RouteDecision, type SocketAddr } from './route.ts';
 import type { SocketFactory } from './socket-factory.ts';
+import { startTcpListener, type TcpListener } from './tcp-listener.ts';
 
 /**
  * The outbound listener (15001): every captured connection of the proxied workload. It reads the
@@ -44,11 +44,6 @@ export interface OutboundListenerOptions {
   readonly drainMs?: number;
 }
 
-export interface OutboundListener extends ServerHandle {
-  /** Live connections (accepted and not yet closed). */
-  connections(): number;
-}
-
 /** The original destination of a captured connection; without REDIRECT, the address it reached. */
 function destinationOf(socket: Socket): SocketAddr {
   try {
@@ -64,42 +59,8 @@ export function unmapIpv4(ip: string): string {
   return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(ip) ? ip.slice(7) : ip;
 }
 
-export async function startOutboundListener(options: OutboundListenerOptions): Promise<OutboundListener> {
-  const log = options.logger.child({ component: 'outbound' });
-  const drain = new Drain();
-  const live = new Set<Socket>();
-  const server: Server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
-    socket.on('error', () => {}); // reported by the relay or the access log
-    if (drain.draining) return void socket.destroy();
-    live.add(socket);
-    const untrack = drain.track(socket);
-    socket.once('close', () => {
-      live.delete(socket);
-      untrack();
-    });
-    handle(socket, options).catch((err: unknown) => {
-      log.error({ code: errorCode(err), err: errorMessage(err) }, 'outbound connection handling failed');
-      socket.destroy();
-    });
-  });
-  server.on('error', (err) => log.error({ code: errorCode(err), err: errorMessage(err) }, 'outbound listener error'));
-  await options.factory.listen(server, options.port);
-  const bound = server.address();
-  if (!bound || typeof bound === 'string') throw new Error('outbound listener has no TCP address');
-  log.info({ address: bound.address, port: bound.port }, 'outbound listening');
-
-  const close = onceClose(async () => {
-    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-    const clean = await drain.drain(options.drainMs ?? Timeouts.drainMs);
-    if (!clean) log.warn({ code: ErrorCode.CORE_DRAIN_TIMEOUT, connections: live.size }, 'drain deadline passed, closing remaining outbound connections');
-    for (const socket of live) socket.destroy();
-    await stopped;
-  });
-  return {
-    address: () => ({ address: bound.address, port: bound.port, family: bound.family }),
-    close,
-    connections: () => live.size,
-  };
+export function startOutboundListener(options: OutboundListenerOptions): Promise<TcpListener> {
+  return startTcpListener({ factory: options.factory, port: options.port, name: 'outbound', logger: options.logger, drainMs: options.drainMs }, (socket) => handle(socket, options));
 }
 
 async function handle(socket: Socket, options: OutboundListenerOptions): Promise<void> {

@@ -11,7 +11,7 @@ import type { Workload } from '../workload-api/types.ts';
 import type { ConnectionManager } from './connection-manager.ts';
 import { inboundHandler, type InboundLocal, type InboundTelemetry } from './inbound.ts';
 import { startPlaintextListener } from './inbound-plaintext.ts';
-import { startOutboundListener, type OutboundListener } from './outbound.ts';
+import { startOutboundListener } from './outbound.ts';
 import type { SocketFactory } from './socket-factory.ts';
 
 /**
@@ -106,7 +106,7 @@ export async function startWorkloadProxy(options: WorkloadProxyOptions): Promise
     options.certificateEvents?.on('certificate', onCertificate);
     started.push({ close: async () => void options.certificateEvents?.off('certificate', onCertificate) });
 
-    const plaintext: OutboundListener = await startPlaintextListener({
+    const plaintext = await startPlaintextListener({
       factory: options.factory,
       port: ports.inboundPlaintext,
       state: options.state,
