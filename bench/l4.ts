@@ -44,10 +44,13 @@ const { values } = parseArgs({
     'conn-concurrency': { type: 'string', default: '8' },
     'idle-connections': { type: 'string', default: '10000' },
     'heap-probe': { type: 'boolean', default: false },
+    'ztunnel-node-flags': { type: 'string', default: '' },
     'no-write': { type: 'boolean', default: false },
   },
 });
 const heapProbe = values['heap-probe'];
+/** Extra flags for the ztunnels' `node` (V8 tuning experiments), e.g. `--max-semi-space-size=4`. */
+const ztunnelNodeFlags = values['ztunnel-node-flags'].split(' ').filter((f) => f !== '');
 const iperfSeconds = Number(values['iperf-seconds']);
 const rounds = Math.max(1, Math.floor(Number(values.rounds)));
 const latencySeconds = Number(values['latency-seconds']);
@@ -59,7 +62,8 @@ const idleConnections = Number(values['idle-connections']);
 
 const STUNNEL = '/usr/bin/stunnel4';
 const IPERF3 = '/usr/bin/iperf3';
-const AMBIENTD = fileURLToPath(new URL('../src/cli/ambientd.js', import.meta.url));
+/** The launcher a deployment runs (with its node flags), not the bare module. */
+const AMBIENTD = fileURLToPath(new URL('../../bin/ambientd', import.meta.url));
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const READY_TIMEOUT_MS = 20_000;
@@ -218,7 +222,10 @@ function meshYaml(pair: NodePair): string {
 // ───────────────────────── the paths ─────────────────────────
 
 function startZtunnel(node: BenchNode, workload: string, nodeName: string, meshFile: string, caDir: string): Child {
-  return start(`ztunnel ${nodeName}`, node, process.execPath, [AMBIENTD, 'ztunnel'], {
+  // bin/ambientd carries the runtime flags ztunnel ships with; --ztunnel-node-flags adds to them.
+  return start(`ztunnel ${nodeName}`, node, AMBIENTD, ['ztunnel'], {
+    NODE: process.execPath,
+    ...(ztunnelNodeFlags.length > 0 ? { NODE_OPTIONS: ztunnelNodeFlags.join(' ') } : {}),
     PROXY_MODE: 'dedicated',
     PROXY_WORKLOAD_INFO: `default/${workload}/${workload}`,
     XDS_ADDRESS: '',

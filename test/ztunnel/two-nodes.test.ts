@@ -14,7 +14,8 @@ import { tempDir } from '../helpers/tmp.ts';
  * comes from one local config file that both read, so rewriting it updates both.
  */
 
-const AMBIENTD = join(import.meta.dirname, '..', '..', 'src', 'cli', 'ambientd.js');
+/** The launcher a deployment runs (bin/ambientd, with its node flags), given this test's node. */
+const AMBIENTD = join(import.meta.dirname, '..', '..', '..', 'bin', 'ambientd');
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 const VIP = '10.96.0.10';
 const OUTSIDE_IP = '10.88.0.100'; // on node B's link, unknown to the mesh: passthrough
@@ -79,8 +80,9 @@ async function startMesh(t: ExecutionContext): Promise<Mesh> {
   await CertificateAuthority.generate('cluster.local').save(join(dir, 'ca'));
 
   const ztunnel = (node: NetnsNode, workload: string, nodeName: string) => {
-    const child = node.spawn(process.execPath, [AMBIENTD, 'ztunnel'], {
+    const child = node.spawn(AMBIENTD, ['ztunnel'], {
       env: {
+        NODE: process.execPath,
         PROXY_MODE: 'dedicated',
         PROXY_WORKLOAD_INFO: `default/${workload}/sa-${workload}`,
         XDS_ADDRESS: '',
