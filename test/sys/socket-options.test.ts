@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ErrorCode } from '../../src/core/error-codes.ts';
-import { getMark, originalDestination, socketFd, SysError } from '../../src/sys/socket-options.ts';
+import { createTcpSocket, getMark, originalDestination, socketFd, SysError } from '../../src/sys/socket-options.ts';
 import { netnsMissing } from '../helpers/netns.ts';
 
 const run = promisify(execFile);
@@ -59,4 +59,36 @@ test('a closed socket has no file descriptor', (t) => {
   const server = createServer();
   const error = t.throws(() => socketFd(server), { instanceOf: SysError });
   t.is(error?.code, ErrorCode.SYS_NO_FD);
+});
+
+test('createTcpSocket: the mark is set before connect, the socket connects and carries data, and a refused connect is an error', async (t) => {
+  if (process.getuid?.() !== 0) {
+    if (process.env['CI']) throw new Error('SO_MARK needs root (CAP_NET_ADMIN) on CI');
+    t.log('not run: SO_MARK needs root');
+    t.pass();
+    return;
+  }
+  const server = createServer((s) => s.pipe(s));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  const port = (server.address() as { port: number }).port;
+
+  const socket = createTcpSocket(4, { mark: 0x539 });
+  t.is(getMark(socket), 0x539, 'marked before any packet');
+  socket.connect({ host: '127.0.0.1', port });
+  await once(socket, 'connect');
+  socket.end('marked');
+  let echoed = '';
+  for await (const chunk of socket) echoed += String(chunk);
+  t.is(echoed, 'marked');
+
+  const closed = createServer();
+  closed.listen(0, '127.0.0.1');
+  await once(closed, 'listening');
+  const deadPort = (closed.address() as { port: number }).port;
+  await new Promise((resolve) => closed.close(resolve));
+  const refused = createTcpSocket(4, { mark: 0x539 }).connect({ host: '127.0.0.1', port: deadPort });
+  const [err] = (await once(refused, 'error').catch((e: unknown) => [e])) as [NodeJS.ErrnoException];
+  t.is(err.code, 'ECONNREFUSED');
 });
