@@ -157,3 +157,33 @@ export class ConnectionManager {
     untrack();
   }
 }
+
+/** Why a live connection ended badly: the manager's policy close, else the relay's error. */
+export interface ConnectionFailure {
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+/**
+ * Registers a proxied connection whose teardown resets `upstream` (the relay then resets the
+ * client side too). `closedBy()` is the manager's reason once it closed the connection; `untrack`
+ * ends the registration when the relay is done.
+ */
+export function trackProxied(
+  manager: ConnectionManager,
+  connection: Omit<TrackedConnection, 'close'>,
+  upstream: { resetAndDestroy(): unknown },
+  onClosed: (reason: string) => void,
+): { readonly untrack: () => void; closedBy(): ConnectionFailure | undefined } {
+  let closedBy: ConnectionFailure | undefined;
+  const untrack = manager.register({
+    ...connection,
+    close(reason) {
+      closedBy = { code: POLICY_CHANGED_CODE, message: reason };
+      onClosed(reason);
+      upstream.resetAndDestroy();
+    },
+  });
+  return { untrack, closedBy: () => closedBy };
+}
+

@@ -6,17 +6,15 @@ import { formatAuthority } from '../hbone/authority.ts';
 import { dial } from '../hbone/forward.ts';
 import { relay, reset } from '../hbone/relay.ts';
 import { Timeouts } from '../hbone/settings.ts';
-import { originalDestination } from '../sys/socket-options.ts';
 import type { StateReader } from '../workload-api/store.ts';
 import { CONNECTION_FAILED, connectionFailedRecord, logConnectionComplete } from './access-log.ts';
-import type { ConnectionManager } from './connection-manager.ts';
+import { trackProxied, type ConnectionManager } from './connection-manager.ts';
 import type { InboundLocal, InboundTelemetry } from './inbound.ts';
 import { connectionLabels, responseFlagFor } from './metrics.ts';
-import { unmapIpv4 } from './outbound.ts';
 import { authorize } from './rbac.ts';
-import { workloadIdentity, type SocketAddr } from './route.ts';
+import { unmapIpv4, workloadIdentity, type SocketAddr } from './route.ts';
 import type { SocketFactory } from './socket-factory.ts';
-import { startTcpListener, type TcpListener } from './tcp-listener.ts';
+import { capturedDestination, startTcpListener, type TcpListener } from './tcp-listener.ts';
 
 /**
  * The inbound plaintext listener (15006, reference ztunnel.md §4.3): captured TCP to the local
@@ -65,13 +63,7 @@ async function handle(socket: Socket, options: PlaintextListenerOptions, log: Lo
   const started = Date.now();
   const sourceIp = unmapIpv4(socket.remoteAddress ?? '');
   const srcAddr = formatAuthority(sourceIp, socket.remotePort ?? 0);
-  let destination: SocketAddr;
-  try {
-    const original = originalDestination(socket);
-    destination = { ip: original.address, port: original.port };
-  } catch {
-    destination = { ip: unmapIpv4(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
-  }
+  const destination = capturedDestination(socket);
   const dstAddr = formatAuthority(destination.ip, destination.port);
   const failEarly = (code: ErrorCode, error: string) => {
     options.telemetry.accessLog.warn({ ...connectionFailedRecord({ direction: 'inbound', srcAddr, dstAddr, error }), code }, CONNECTION_FAILED);
@@ -112,20 +104,12 @@ async function handle(socket: Socket, options: PlaintextListenerOptions, log: Lo
     finish({ sent: 0, received: 0 }, { code: ErrorCode.PROXY_UPSTREAM_CONNECT_FAILED, message: `connect to ${dstAddr} failed: ${errorMessage(err)}` });
     return reset(socket);
   }
-  let closedBecause: { code: ErrorCode; message: string } | undefined;
-  const untrack = options.connections.register({
-    id: `plaintext-${++nextConnectionId}`,
-    workload,
-    attributes: { sourceIp, destinationIp: decision.ip, destinationPort: decision.port },
-    close(reason) {
-      closedBecause = { code: ErrorCode.PROXY_POLICY_CHANGED, message: reason };
-      log.info({ code: ErrorCode.PROXY_POLICY_CHANGED, err: reason, src: srcAddr, dst: dstAddr }, 'plaintext connection closed');
-      upstream.resetAndDestroy();
-    },
-  });
+  const tracked = trackProxied(options.connections, { id: `plaintext-${++nextConnectionId}`, workload, attributes: { sourceIp, destinationIp: decision.ip, destinationPort: decision.port } }, upstream, (reason) =>
+    log.info({ code: ErrorCode.PROXY_POLICY_CHANGED, err: reason, src: srcAddr, dst: dstAddr }, 'plaintext connection closed'),
+  );
   socket.resume();
   const result = await relay(socket, upstream);
-  untrack();
-  const failure = closedBecause ?? (result.error ? { code: result.error.code as ErrorCode, message: result.error.message } : undefined);
+  tracked.untrack();
+  const failure = tracked.closedBy() ?? (result.error ? { code: result.error.code as ErrorCode, message: result.error.message } : undefined);
   finish({ received: result.bytesDownstreamToUpstream, sent: result.bytesUpstreamToDownstream }, failure);
 }

@@ -12,10 +12,10 @@ import { formatSpiffeId, type SpiffeId } from '../identity/spiffe.ts';
 import type { StateReader } from '../workload-api/store.ts';
 import { serviceKey, type Service, type Workload } from '../workload-api/types.ts';
 import { logConnectionComplete } from './access-log.ts';
-import type { ConnectionManager } from './connection-manager.ts';
+import { trackProxied, type ConnectionManager } from './connection-manager.ts';
 import { connectionLabels, responseFlagFor, type L4Metrics } from './metrics.ts';
-import { unmapIpv4 } from './outbound.ts';
 import { authorize } from './rbac.ts';
+import { unmapIpv4, workloadIdentity } from './route.ts';
 
 /**
  * The inbound HBONE (15008) path of ztunnel for one local workload (reference ztunnel.md §3.5, §4.3,
@@ -171,21 +171,15 @@ export function inboundHandler(options: InboundHandlerOptions): HboneHandler {
       return refused(503, ErrorCode.HBONE_UPSTREAM_CONNECT_FAILED, reason);
     }
 
-    let closedBecause: { code: ErrorCode; message: string } | undefined;
-    const untrack = options.connections?.register({
-      id: `inbound-${++nextConnectionId}`,
-      workload: local.workload,
-      attributes: { sourceIp, destinationIp: decision.ip, destinationPort: decision.port, peer: request.peer },
-      close(reason) {
-        closedBecause = { code: ErrorCode.PROXY_POLICY_CHANGED, message: reason };
-        log.info({ code: ErrorCode.PROXY_POLICY_CHANGED, err: reason, peer: formatSpiffeId(request.peer), src: sourceIp, dst: target }, 'inbound connection closed');
-        upstream.resetAndDestroy();
-      },
-    });
+    const tracked = options.connections
+      ? trackProxied(options.connections, { id: `inbound-${++nextConnectionId}`, workload: local.workload, attributes: { sourceIp, destinationIp: decision.ip, destinationPort: decision.port, peer: request.peer } }, upstream, (reason) =>
+          log.info({ code: ErrorCode.PROXY_POLICY_CHANGED, err: reason, peer: formatSpiffeId(request.peer), src: sourceIp, dst: target }, 'inbound connection closed'),
+        )
+      : undefined;
     const onClose = (result: RelayResult) => {
-      untrack?.();
+      tracked?.untrack();
       const bytes = { received: result.bytesDownstreamToUpstream, sent: result.bytesUpstreamToDownstream };
-      const failure = closedBecause ?? (result.error ? { code: result.error.code as ErrorCode, message: result.error.message } : undefined);
+      const failure = tracked?.closedBy() ?? (result.error ? { code: result.error.code as ErrorCode, message: result.error.message } : undefined);
       record.finish(bytes, failure, target);
       options.onConnection?.({
         peer: request.peer,
@@ -207,7 +201,7 @@ function recorder(options: InboundHandlerOptions, workload: Workload, request: H
   if (!telemetry) return { finish: () => {} };
   const source = options.state.workloadByAddress(telemetry.network, sourceIp);
   const destinationService = inboundService(options.state, workload, request);
-  const identity = { trustDomain: workload.trustDomain, namespace: workload.namespace, serviceAccount: workload.serviceAccount };
+  const identity = workloadIdentity(workload);
   const metrics = telemetry.metrics.connection(
     connectionLabels({ reporter: 'destination', source, destination: workload, destinationService, sourcePrincipal: request.peer, destinationPrincipal: identity, securityPolicy: 'mutual_tls' }),
   );

@@ -10,14 +10,13 @@ import { formatBaggage, formatForwarded } from '../hbone/headers.ts';
 import { relay, reset } from '../hbone/relay.ts';
 import { Timeouts } from '../hbone/settings.ts';
 import type { SpiffeId } from '../identity/spiffe.ts';
-import { originalDestination } from '../sys/socket-options.ts';
 import type { StateReader } from '../workload-api/store.ts';
 import type { Workload } from '../workload-api/types.ts';
 import { CONNECTION_FAILED, connectionFailedRecord, logConnectionComplete } from './access-log.ts';
 import { connectionLabels, responseFlagFor, type L4Metrics } from './metrics.ts';
-import { routeOutbound, workloadIdentity, type RouteDecision, type SocketAddr } from './route.ts';
+import { routeOutbound, unmapIpv4, workloadIdentity, type RouteDecision, type SocketAddr } from './route.ts';
 import type { SocketFactory } from './socket-factory.ts';
-import { startTcpListener, type TcpListener } from './tcp-listener.ts';
+import { capturedDestination, startTcpListener, type TcpListener } from './tcp-listener.ts';
 
 /**
  * The outbound listener (15001): every captured connection of the proxied workload. It reads the
@@ -44,21 +43,6 @@ export interface OutboundListenerOptions {
   readonly drainMs?: number;
 }
 
-/** The original destination of a captured connection; without REDIRECT, the address it reached. */
-function destinationOf(socket: Socket): SocketAddr {
-  try {
-    const original = originalDestination(socket);
-    return { ip: original.address, port: original.port };
-  } catch {
-    return { ip: unmapIpv4(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
-  }
-}
-
-/** `::ffff:10.0.0.1` (a dual-stack listener's view of an IPv4 peer) → `10.0.0.1`. */
-export function unmapIpv4(ip: string): string {
-  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(ip) ? ip.slice(7) : ip;
-}
-
 export function startOutboundListener(options: OutboundListenerOptions): Promise<TcpListener> {
   return startTcpListener({ factory: options.factory, port: options.port, name: 'outbound', logger: options.logger, drainMs: options.drainMs }, (socket) => handle(socket, options));
 }
@@ -66,7 +50,7 @@ export function startOutboundListener(options: OutboundListenerOptions): Promise
 async function handle(socket: Socket, options: OutboundListenerOptions): Promise<void> {
   const started = Date.now();
   const client: SocketAddr = { ip: unmapIpv4(socket.remoteAddress ?? ''), port: socket.remotePort ?? 0 };
-  const destination = destinationOf(socket);
+  const destination = capturedDestination(socket);
   const srcAddr = formatAuthority(client.ip, client.port);
   const dstAddr = formatAuthority(destination.ip, destination.port);
   const failEarly = (code: ErrorCode, error: string) => {

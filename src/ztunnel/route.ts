@@ -184,6 +184,11 @@ function identities(first: SpiffeId, sans: readonly string[]): readonly SpiffeId
   return out;
 }
 
+/** `::ffff:10.0.0.1` (a dual-stack listener's view of an IPv4 peer) → `10.0.0.1`. */
+export function unmapIpv4(ip: string): string {
+  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(ip) ? ip.slice(7) : ip;
+}
+
 function isLoopback(ip: string): boolean {
   if (isIP(ip) === 4) return ip.startsWith('127.');
   const lower = ip.toLowerCase();

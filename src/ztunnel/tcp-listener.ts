@@ -4,6 +4,8 @@ import { errorCode, errorMessage } from '../core/errors.ts';
 import { Drain, onceClose, type ServerHandle } from '../core/lifecycle.ts';
 import type { Logger } from '../core/logger.ts';
 import { Timeouts } from '../hbone/settings.ts';
+import { originalDestination } from '../sys/socket-options.ts';
+import { unmapIpv4, type SocketAddr } from './route.ts';
 import type { SocketFactory } from './socket-factory.ts';
 
 /**
@@ -59,4 +61,14 @@ export async function startTcpListener(options: TcpListenerOptions, handle: (soc
     await stopped;
   });
   return { address: () => ({ address: bound.address, port: bound.port, family: bound.family }), close, connections: () => live.size };
+}
+
+/** The original destination of a captured connection; without REDIRECT, the address it reached. */
+export function capturedDestination(socket: Socket): SocketAddr {
+  try {
+    const original = originalDestination(socket);
+    return { ip: original.address, port: original.port };
+  } catch {
+    return { ip: unmapIpv4(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
+  }
 }

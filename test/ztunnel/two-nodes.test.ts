@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { CertificateAuthority } from '../../src/identity/ca.ts';
 import { captureOutbound, createNodeNetwork, requireNetns, waitForPort, type NetnsNode } from '../helpers/netns.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { total } from '../helpers/prometheus.ts';
 
 /**
  * Two ztunnels as two "nodes" (dedicated mode, network namespaces joined by a bridge), each with its
@@ -127,14 +128,6 @@ async function startMesh(t: ExecutionContext): Promise<Mesh> {
     metrics: (node) => fetchIn(node, 'http://127.0.0.1:15020/metrics'),
     admin: (node, path) => fetchIn(node, `http://127.0.0.1:15000${path}`),
   };
-}
-
-/** The sum of every sample of `name` whose label set contains all the fragments. */
-function total(text: string, name: string, ...fragments: string[]): number {
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name}{`) && fragments.every((f) => l.includes(f)))
-    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 }
 
 async function until<T>(probe: () => Promise<T>, ok: (value: T) => boolean, what: string, timeoutMs = 10_000): Promise<T> {

@@ -11,6 +11,7 @@ import { captureLog } from '../helpers/log.ts';
 import { testPki } from '../helpers/pki.ts';
 import { echo, readAll, tcpServer } from '../helpers/tcp.ts';
 import { ISTIOD, startXdsServer, type XdsServerFixture } from '../helpers/xds.ts';
+import { sample, until } from '../helpers/prometheus.ts';
 
 /**
  * `ambientd ztunnel` (dedicated mode, ports 0) fed by a real delta-ADS server over TLS instead of a
@@ -62,20 +63,6 @@ function config(xdsPort: number, rootPem: string): ZtunnelConfig {
   );
   if (!parsed.ok) throw new Error(parsed.errors.join('\n'));
   return parsed.value;
-}
-
-/** The value of one sample line that contains every fragment, or undefined. */
-function sample(text: string, name: string, ...fragments: string[]): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && fragments.every((f) => l.includes(f)));
-  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
-}
-
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 test('dedicated ztunnel on xDS: losing the xDS server keeps the last config serving, and it reconnects and applies changes', async (t) => {

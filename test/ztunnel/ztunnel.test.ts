@@ -13,6 +13,7 @@ import { captureLog, type CapturedLog } from '../helpers/log.ts';
 import { testPki, type TestPki } from '../helpers/pki.ts';
 import { echo, readAll, tcpServer, type TcpTestServer } from '../helpers/tcp.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { sample, until } from '../helpers/prometheus.ts';
 
 /**
  * `ambientd ztunnel` assembled in-process (dedicated mode, local config file, ports 0): the inbound
@@ -143,20 +144,6 @@ async function start(t: ExecutionContext, options: { app?: (socket: Socket) => v
     admin: (path, method) => http(ports.admin, path, method),
     metrics: async () => (await http(ports.stats, '/metrics')).body,
   };
-}
-
-/** The value of one sample line that contains every fragment, or undefined. */
-function sample(text: string, name: string, ...fragments: string[]): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && fragments.every((f) => l.includes(f)));
-  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
-}
-
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 test('dedicated ztunnel: ready, an allowed tunnel reaches the app, and the destination metrics and access log are exact', async (t) => {
