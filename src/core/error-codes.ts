@@ -60,6 +60,11 @@ export const ErrorCode = {
   SYS_ADDON_MISSING: 'SYS_ADDON_MISSING',
   SYS_NO_FD: 'SYS_NO_FD',
   SYS_SOCKOPT_FAILED: 'SYS_SOCKOPT_FAILED',
+  SYS_NETNS_FAILED: 'SYS_NETNS_FAILED',
+  SYS_SEQPACKET_FAILED: 'SYS_SEQPACKET_FAILED',
+  // cni (in-pod redirection rules)
+  CNI_RULES_APPLY_FAILED: 'CNI_RULES_APPLY_FAILED',
+  CNI_RULES_REMOVE_FAILED: 'CNI_RULES_REMOVE_FAILED',
   // admin, stats and readiness listeners
   ADMIN_HANDLER_FAILED: 'ADMIN_HANDLER_FAILED',
   // relay (connection copying, shared by every proxy)

@@ -1,0 +1,190 @@
+/**
+ * Installs and removes the in-pod redirection rules (rendered by `inpod-rules.ts`) inside a pod's network
+ * namespace, by running iptables-save / iptables-restore and ip there. The only file of `cni` that runs
+ * these tools.
+ *
+ * Idempotence: apply first reads `iptables-save` in the namespace and renders ONE `iptables-restore --noflush`
+ * transaction that deletes whatever in-pod rules are there and writes the desired set (see
+ * `renderInpodRules(config, family, present)`). Because each table commits atomically, applying twice leaves
+ * exactly one copy, a changed config replaces the old rules, and there is no moment in which the pod is
+ * uncaptured (which a separate remove-then-add would open). Rules of other owners are never named, so they
+ * stay as they are. The policy route and rule are added only when `ip rule` / `ip route` do not show them.
+ * Two appliers racing on one namespace are not serialized here (the caller owns a pod's lifecycle); the loser's
+ * restore fails cleanly (a `-D` of a rule already gone) and nothing is half-applied.
+ */
+import { execFile } from 'node:child_process';
+import { ErrorCode, MeshError } from '../core/index.ts';
+import {
+  DEFAULT_INPOD_RULES_CONFIG,
+  parseInpodPresence,
+  renderInpodRemoval,
+  renderInpodRules,
+  renderPolicyRouting,
+  restoreCommand,
+  saveCommand,
+  type InpodRulesConfig,
+  type IpFamily,
+  type PolicyRouting,
+} from './inpod-rules.ts';
+
+/**
+ * Which network namespace to act in. Only a named one (`ip netns add`) for now; the plugin will later enter a
+ * pod's namespace by fd, as another kind.
+ */
+export type NetnsSelector = { readonly kind: 'name'; readonly name: string };
+
+export interface RulesOptions {
+  /** Each command is killed after this long (default 30 s). */
+  readonly timeoutMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+const NETNS_NAME = /^[A-Za-z0-9_.-]{1,255}$/;
+
+type RulesErrorCode = typeof ErrorCode.CNI_RULES_APPLY_FAILED | typeof ErrorCode.CNI_RULES_REMOVE_FAILED;
+
+/** A failure to install or remove the in-pod rules; `command` is what failed, `stderr` what it said. */
+export class InpodRulesError extends MeshError {
+  readonly netns: string;
+  readonly command: string;
+  readonly stderr: string;
+
+  constructor(code: RulesErrorCode, netns: string, command: string, stderr: string, options?: { cause?: unknown }) {
+    const verb = code === ErrorCode.CNI_RULES_APPLY_FAILED ? 'apply' : 'remove';
+    super(code, `cannot ${verb} in-pod redirection rules in netns "${netns}": ${command} failed${stderr ? `: ${stderr}` : ''}`, options);
+    this.netns = netns;
+    this.command = command;
+    this.stderr = stderr;
+  }
+}
+
+interface Runner {
+  run(command: string, args: readonly string[], input?: string): Promise<string>;
+}
+
+/** Runs commands inside the selected namespace; failures become `InpodRulesError` with `code`. */
+function runnerIn(netns: NetnsSelector, code: RulesErrorCode, options: RulesOptions): Runner {
+  if (netns.kind !== 'name' || !NETNS_NAME.test(netns.name)) {
+    throw new InpodRulesError(code, String(netns.name), 'select netns', 'not a valid netns name');
+  }
+  const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  return {
+    run(command, args, input) {
+      const line = [command, ...args].join(' ');
+      return new Promise((resolve, reject) => {
+        const child = execFile(
+          'ip',
+          ['netns', 'exec', netns.name, command, ...args],
+          { encoding: 'utf8', timeout, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 },
+          (err, stdout, stderr) => {
+            if (!err) {
+              resolve(stdout);
+              return;
+            }
+            const why = err.killed ? `killed after ${timeout} ms` : `exit ${err.code ?? err.signal}`;
+            reject(new InpodRulesError(code, netns.name, line, `${why}: ${stderr.trim()}`, { cause: err }));
+          },
+        );
+        child.stdin?.on('error', () => {});
+        child.stdin?.end(input ?? '');
+      });
+    },
+  };
+}
+
+function families(config: InpodRulesConfig): IpFamily[] {
+  return config.ipv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
+}
+
+/** Whether lo has IPv6 (`::1`, i.e. IPv6 enabled and lo up) in the namespace; the v6 policy route needs it. */
+async function loopbackHasIpv6(runner: Runner): Promise<boolean> {
+  try {
+    return /\binet6 ::1\/128\b/.test(await runner.run('ip', ['-6', 'addr', 'show', 'dev', 'lo']));
+  } catch {
+    return false;
+  }
+}
+
+/** `ip rule add fwmark 0x111/0xfff pref 32764 lookup 100` → the fields after `from all` in `ip rule show`. */
+function ruleShown(routing: PolicyRouting, shown: string): boolean {
+  const i = routing.rule.indexOf('fwmark');
+  const mark = routing.rule[i + 1] ?? '';
+  const table = routing.rule[routing.rule.indexOf('lookup') + 1] ?? '';
+  return shown.split('\n').some((line) => line.includes(`fwmark ${mark} lookup ${table}`));
+}
+
+function routeShown(shown: string): boolean {
+  return /^local (default|0\.0\.0\.0\/0|::\/0) dev lo\b/m.test(shown);
+}
+
+function familyFlag(family: IpFamily): string[] {
+  return family === 'ipv4' ? [] : ['-6'];
+}
+
+async function policyRoutingState(runner: Runner, config: InpodRulesConfig, family: IpFamily, routing: PolicyRouting) {
+  const f = familyFlag(family);
+  const rules = await runner.run('ip', [...f, 'rule', 'show', 'pref', String(config.rulePriority)]);
+  const routes = await runner.run('ip', [...f, 'route', 'show', 'table', String(config.routeTable)]).catch((err: unknown) => {
+    // The kernel has no such table until a route is added to it.
+    if (err instanceof InpodRulesError && /table does not exist/i.test(err.stderr)) return '';
+    throw err;
+  });
+  return { rule: ruleShown(routing, rules), route: routeShown(routes) };
+}
+
+/**
+ * Installs the in-pod rules (and policy routing) in `netns`, replacing any earlier copy. Rejects with an
+ * `InpodRulesError` coded `CNI_RULES_APPLY_FAILED`.
+ */
+export async function applyInpodRules(
+  netns: NetnsSelector,
+  config: InpodRulesConfig = DEFAULT_INPOD_RULES_CONFIG,
+  options: RulesOptions = {},
+): Promise<void> {
+  const runner = runnerIn(netns, ErrorCode.CNI_RULES_APPLY_FAILED, options);
+  for (const family of families(config)) {
+    const present = parseInpodPresence(await runner.run(saveCommand(family), []));
+    await runner.run(restoreCommand(family), ['--noflush', '--wait'], renderInpodRules(config, family, present));
+    if (family === 'ipv6' && !(await loopbackHasIpv6(runner))) continue;
+    const routing = renderPolicyRouting(config, family);
+    const state = await policyRoutingState(runner, config, family, routing);
+    if (!state.rule) await runner.run('ip', routing.rule);
+    if (!state.route) await runner.run('ip', routing.route);
+  }
+}
+
+/**
+ * Removes the in-pod rules (only the ISTIO chains and the jumps into them) and the policy routing from
+ * `netns`; a no-op for whatever is already gone. Rejects with an `InpodRulesError` coded
+ * `CNI_RULES_REMOVE_FAILED`. IPv6 is cleaned whenever ip6tables works there, whatever `config.ipv6` says now.
+ */
+export async function removeInpodRules(
+  netns: NetnsSelector,
+  config: InpodRulesConfig = DEFAULT_INPOD_RULES_CONFIG,
+  options: RulesOptions = {},
+): Promise<void> {
+  const runner = runnerIn(netns, ErrorCode.CNI_RULES_REMOVE_FAILED, options);
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    let save: string;
+    try {
+      save = await runner.run(saveCommand(family), []);
+    } catch (err) {
+      if (family === 'ipv6' && !config.ipv6) continue; // no ip6tables here, and none wanted
+      throw err;
+    }
+    const text = renderInpodRemoval(parseInpodPresence(save));
+    if (text !== '') await runner.run(restoreCommand(family), ['--noflush', '--wait'], text);
+
+    const routing = renderPolicyRouting(config, family);
+    let state: { rule: boolean; route: boolean };
+    try {
+      state = await policyRoutingState(runner, config, family, routing);
+    } catch (err) {
+      if (family === 'ipv6') continue; // IPv6 routing unavailable: nothing of ours can be there
+      throw err;
+    }
+    const [delRoute, delRule] = routing.remove;
+    if (state.route && delRoute) await runner.run('ip', delRoute);
+    if (state.rule && delRule) await runner.run('ip', delRule);
+  }
+}
