@@ -1,42 +1,12 @@
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { Socket as NetSocket, type Socket, type Server } from 'node:net';
-import { dirname, join } from 'node:path';
-import { MeshError } from '../core/errors.ts';
 import { ErrorCode } from '../core/error-codes.ts';
+import { call as callNative, loadAddon as load, SysError } from './addon.ts';
 
 /**
- * The TypeScript face of the native addon (src/sys/native/ambient_sys.c, built by `make native`
- * into build/ambient_sys.node): socket options Node does not expose. The only file that loads it.
+ * The TypeScript face of the native socket options Node does not expose (the addon is loaded by
+ * addon.ts; netns.ts and seqpacket.ts face its other parts).
  */
-interface Addon {
-  originalDestination(fd: number): { address: string; port: number; family: 'IPv4' | 'IPv6' };
-  setMark(fd: number, mark: number): void;
-  getMark(fd: number): number;
-  setTransparent(fd: number): void;
-  tcpSocket(family: number, mark: number, transparent: number): number;
-}
-
-/** A failed socket option call; `errno` is the system's code (`EPERM`, `ENOENT`, …). */
-export class SysError extends MeshError {
-  readonly errno: string | undefined;
-
-  constructor(code: ErrorCode, message: string, errno?: string, cause?: unknown) {
-    super(code, message, cause === undefined ? {} : { cause });
-    this.errno = errno;
-  }
-}
-
-let addon: Addon | undefined;
-
-function load(): Addon {
-  if (addon) return addon;
-  for (let dir = import.meta.dirname; dir !== dirname(dir); dir = dirname(dir)) {
-    const path = join(dir, 'build', 'ambient_sys.node');
-    if (existsSync(path)) return (addon = createRequire(import.meta.url)(path) as Addon);
-  }
-  throw new SysError(ErrorCode.SYS_ADDON_MISSING, 'native addon build/ambient_sys.node not found; run `make native`');
-}
+export { SysError };
 
 /** The file descriptor behind a connected or listening socket (libuv's handle; Unix only). */
 export function socketFd(socket: Socket | Server): number {
@@ -46,13 +16,7 @@ export function socketFd(socket: Socket | Server): number {
 }
 
 function call<T>(what: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof SysError) throw err;
-    const errno = (err as { code?: string }).code;
-    throw new SysError(ErrorCode.SYS_SOCKOPT_FAILED, `${what}: ${(err as Error).message}`, errno, err);
-  }
+  return callNative(ErrorCode.SYS_SOCKOPT_FAILED, what, fn);
 }
 
 /** Where a REDIRECTed connection was going (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST). */
