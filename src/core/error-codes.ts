@@ -67,6 +67,10 @@ export const ErrorCode = {
   CNI_RULES_REMOVE_FAILED: 'CNI_RULES_REMOVE_FAILED',
   // admin, stats and readiness listeners
   ADMIN_HANDLER_FAILED: 'ADMIN_HANDLER_FAILED',
+  // zds (the node agent ⇄ ztunnel link and the per-pod proxies it drives)
+  ZDS_PROTOCOL_ERROR: 'ZDS_PROTOCOL_ERROR',
+  ZDS_CONNECTION_FAILED: 'ZDS_CONNECTION_FAILED',
+  PROXY_START_FAILED: 'PROXY_START_FAILED',
   // relay (connection copying, shared by every proxy)
   RELAY_CONNECTION_RESET: 'RELAY_CONNECTION_RESET',
   RELAY_IO_ERROR: 'RELAY_IO_ERROR',

@@ -14,3 +14,4 @@ export * from './local-source.ts';
 export * from './env.ts';
 export { TypeUrl, GrpcMethod, encodeMessage, decodeMessage } from './proto.ts';
 export * from './xds-metrics.ts';
+export * from './zds.ts';

@@ -44,6 +44,8 @@ export interface ZtunnelConfig {
   readonly packetMark: number | undefined;
   /** `INPOD_PORT_REUSE` (true): SO_REUSEPORT on listeners. */
   readonly portReuse: boolean;
+  /** `INPOD_UDS` (`/var/run/ztunnel/ztunnel.sock`): the node agent's ZDS socket (shared mode). */
+  readonly inpodUds: string;
   /** Drain deadline in ms (§7): `CONNECTION_TERMINATION_DEADLINE`, else from `TERMINATION_GRACE_PERIOD_SECONDS`, else 5 s. */
   readonly terminationDeadlineMs: number;
   /** `ISTIO_META_ISTIO_VERSION`: the `istio_build` tag (undefined → `unknown`). */
@@ -71,6 +73,7 @@ export const ZtunnelEnv = {
   clusterDomain: 'CLUSTER_DOMAIN',
   packetMark: 'PACKET_MARK',
   portReuse: 'INPOD_PORT_REUSE',
+  inpodUds: 'INPOD_UDS',
   terminationDeadline: 'CONNECTION_TERMINATION_DEADLINE',
   gracePeriodSeconds: 'TERMINATION_GRACE_PERIOD_SECONDS',
   istioVersion: 'ISTIO_META_ISTIO_VERSION',
@@ -92,6 +95,7 @@ export const ZTUNNEL_FLAGS: readonly string[] = Object.freeze(['proxy-mode', 'wo
 const LOG_LEVELS: readonly string[] = ['error', 'warn', 'info', 'debug', 'trace', 'off'];
 const DEFAULT_DEADLINE_MS = 5000;
 const DEFAULT_PACKET_MARK = 1337;
+const DEFAULT_INPOD_UDS = '/var/run/ztunnel/ztunnel.sock';
 
 function integer(text: string): number | undefined {
   return /^(\d+|0x[0-9a-f]+)$/i.test(text) ? Number(text) : undefined;
@@ -176,6 +180,7 @@ export function parseZtunnelConfig(flags: Readonly<Record<string, string>>, env:
     clusterDomain: read(ZtunnelEnv.clusterDomain) ?? 'cluster.local',
     packetMark,
     portReuse,
+    inpodUds: read(ZtunnelEnv.inpodUds) ?? DEFAULT_INPOD_UDS,
     terminationDeadlineMs,
     istioVersion: read(ZtunnelEnv.istioVersion),
     logLevel: logLevel as LogLevel,

@@ -29,6 +29,10 @@ import { startReadinessServer } from './readiness-server.ts';
 import { hostSocketFactory } from './socket-factory.ts';
 import { startStatsServer } from './stats-server.ts';
 import { startWorkloadProxy, type ProxyPorts, type WorkloadProxy } from './workload-proxy.ts';
+import { inPodSocketFactory } from './inpod-socket-factory.ts';
+import { ProxyManager, type PodProxy, type StartPodProxy } from './proxy-manager.ts';
+import { startZdsClient, type ZdsClient } from './zds-client.ts';
+import { closeFd, netnsInode } from '../sys/netns.ts';
 
 /**
  * `ambientd ztunnel` assembled: the mesh state (local file and/or xDS), certificates (CA client or
@@ -140,8 +144,42 @@ export async function startZtunnel(config: ZtunnelConfig, options: ZtunnelOption
         drainMs: config.terminationDeadlineMs,
       });
       owned.push(proxy);
-    } else {
-      log.info('shared mode: workload proxies are started per pod by the node agent (ZDS)');
+    }
+
+    // Shared (in-pod) mode: one proxy per pod, started and stopped by the node agent over ZDS.
+    let manager: ProxyManager | undefined;
+    let zds: ZdsClient | undefined;
+    if (config.proxyMode === 'shared') {
+      const startPodProxy = async (pod: StartPodProxy): Promise<PodProxy> => {
+        const podFactory = inPodSocketFactory(pod.netnsFd, { mark: config.packetMark, reusePort: config.portReuse });
+        // The pod's own HBONE pool: its upstream sockets are created in the pod's namespace, as the rest of its sockets.
+        const podHbone = createHboneClient({ certificates: identities, connectSocket: podFactory.connect, logger: root });
+        try {
+          const podProxy = await startWorkloadProxy({
+            identity: pod.identity,
+            workload: pod.workload,
+            state: store,
+            factory: podFactory,
+            hbone: podHbone,
+            certificates: identities,
+            certificateEvents: certManager,
+            connections,
+            telemetry: { metrics, accessLog, network: config.network },
+            ports: config.proxyPorts,
+            logger: root.child({ uid: pod.uid, pod: `${pod.info.namespace}/${pod.info.name}` }),
+            drainMs: config.terminationDeadlineMs,
+          });
+          return { close: () => closeInOrder([podProxy, podHbone]) };
+        } catch (err) {
+          await podHbone.close().catch(() => {});
+          throw err;
+        }
+      };
+      manager = new ProxyManager({ trustDomain: config.trustDomain, state: store, startProxy: startPodProxy, netns: { inode: netnsInode, close: closeFd }, readiness, logger: root });
+      owned.push(manager);
+      zds = startZdsClient({ path: config.inpodUds, handler: manager, logger: root, closeFd });
+      owned.push(zds);
+      log.info({ path: config.inpodUds }, 'shared mode: per-pod proxies are started by the node agent over ZDS');
     }
     proxyReady();
 
@@ -149,7 +187,9 @@ export async function startZtunnel(config: ZtunnelConfig, options: ZtunnelOption
       log.info({ deadlineMs: config.terminationDeadlineMs }, 'draining');
       try {
         // The proxy drains first (its deadline bounds the whole shutdown), then the rest, newest first.
-        await closeInOrder([...(proxy ? [proxy] : []), ...owned.filter((h) => h !== proxy).reverse()]);
+        // In shared mode the ZDS client stops first (no new pods), then the pod proxies drain.
+        const first: Handle[] = [...(proxy ? [proxy] : []), ...(zds ? [zds] : []), ...(manager ? [manager] : [])];
+        await closeInOrder([...first, ...owned.filter((h) => !first.includes(h)).reverse()]);
       } catch (err) {
         log.error({ code: errorCode(err), err: errorMessage(err) }, 'shutdown failed in part');
       }
@@ -165,6 +205,7 @@ export async function startZtunnel(config: ZtunnelConfig, options: ZtunnelOption
         const parsed = parseSpiffeId(id);
         return identityCertificateDump(id, parsed.ok ? certManager.peek(parsed.value) : undefined);
       }),
+      ...(manager ? { workloadState: manager.dump() } : {}),
       connections: { inbound: connections.dump(), ...(proxy ? { proxy: proxy.stats() } : {}), hbonePool: hbone.stats() },
       config: toJson(publicConfig(config)),
       version: { version: '0.1.0', istioVersion: config.istioVersion ?? 'unknown', runtime: `node ${process.version}` },

@@ -30,6 +30,7 @@ test('defaults: shared mode with ztunnel ports, mark 1337, 5 s deadline, info lo
     clusterDomain: 'cluster.local',
     packetMark: 1337,
     portReuse: true,
+    inpodUds: '/var/run/ztunnel/ztunnel.sock',
     terminationDeadlineMs: 5000,
     istioVersion: undefined,
     logLevel: 'info',
@@ -43,10 +44,10 @@ test('defaults: shared mode with ztunnel ports, mark 1337, 5 s deadline, info lo
 });
 
 test('plain variables are read; an empty value counts as unset', (t) => {
-  t.like(value({ FAKE_CA: 'true', FAKE_CA_ROOT_PATH: '/tmp/root.pem', FAKE_CA_DIR: '/tmp/ca', TRUST_DOMAIN: 'td', NODE_NAME: 'n1', NETWORK: 'net', CLUSTER_DOMAIN: 'c.d', INPOD_PORT_REUSE: 'false', ISTIO_META_ISTIO_VERSION: '1.27.0' }), {
-    fakeCa: true, fakeCaRootPath: '/tmp/root.pem', fakeCaDir: '/tmp/ca', trustDomain: 'td', nodeName: 'n1', network: 'net', clusterDomain: 'c.d', portReuse: false, istioVersion: '1.27.0',
+  t.like(value({ FAKE_CA: 'true', FAKE_CA_ROOT_PATH: '/tmp/root.pem', FAKE_CA_DIR: '/tmp/ca', TRUST_DOMAIN: 'td', NODE_NAME: 'n1', NETWORK: 'net', CLUSTER_DOMAIN: 'c.d', INPOD_PORT_REUSE: 'false', INPOD_UDS: '/tmp/zds.sock', ISTIO_META_ISTIO_VERSION: '1.27.0' }), {
+    fakeCa: true, fakeCaRootPath: '/tmp/root.pem', fakeCaDir: '/tmp/ca', trustDomain: 'td', nodeName: 'n1', network: 'net', clusterDomain: 'c.d', portReuse: false, inpodUds: '/tmp/zds.sock', istioVersion: '1.27.0',
   });
-  t.like(value({ ISTIO_META_ISTIO_VERSION: '', TRUST_DOMAIN: '' }), { istioVersion: undefined, trustDomain: 'cluster.local' });
+  t.like(value({ ISTIO_META_ISTIO_VERSION: '', TRUST_DOMAIN: '', INPOD_UDS: '' }), { istioVersion: undefined, trustDomain: 'cluster.local', inpodUds: '/var/run/ztunnel/ztunnel.sock' });
 });
 
 test('workload API settings come from parseWorkloadApiEnv and its errors are merged', (t) => {
