@@ -65,11 +65,23 @@ export const ErrorCode = {
   // cni (in-pod redirection rules)
   CNI_RULES_APPLY_FAILED: 'CNI_RULES_APPLY_FAILED',
   CNI_RULES_REMOVE_FAILED: 'CNI_RULES_REMOVE_FAILED',
+  // cni plugin (the ambient-cni shim, its invocations in the agent, the plugin event socket)
+  CNI_PLUGIN_INVALID_CONFIG: 'CNI_PLUGIN_INVALID_CONFIG',
+  CNI_AGENT_UNREACHABLE: 'CNI_AGENT_UNREACHABLE',
+  CNI_ENROLL_FAILED: 'CNI_ENROLL_FAILED',
+  CNI_PLUGIN_SERVER_FAILED: 'CNI_PLUGIN_SERVER_FAILED',
+  // cni installer
+  CNI_INSTALL_FAILED: 'CNI_INSTALL_FAILED',
+  CNI_CONFIG_INVALID: 'CNI_CONFIG_INVALID',
   // admin, stats and readiness listeners
   ADMIN_HANDLER_FAILED: 'ADMIN_HANDLER_FAILED',
   // zds (the node agent ⇄ ztunnel link and the per-pod proxies it drives)
   ZDS_PROTOCOL_ERROR: 'ZDS_PROTOCOL_ERROR',
   ZDS_CONNECTION_FAILED: 'ZDS_CONNECTION_FAILED',
+  ZDS_NO_ZTUNNEL: 'ZDS_NO_ZTUNNEL',
+  ZDS_NACK: 'ZDS_NACK',
+  ZDS_ACK_TIMEOUT: 'ZDS_ACK_TIMEOUT',
+  ZDS_BAD_HELLO: 'ZDS_BAD_HELLO',
   PROXY_START_FAILED: 'PROXY_START_FAILED',
   // relay (connection copying, shared by every proxy)
   RELAY_CONNECTION_RESET: 'RELAY_CONNECTION_RESET',
