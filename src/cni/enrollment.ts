@@ -1,6 +1,5 @@
-import { LineCounter, parseDocument } from 'yaml';
-import { errorMessage } from '../core/errors.ts';
 import { fail, ok, type Result } from '../core/result.ts';
+import { parseYaml } from '../core/yaml.ts';
 
 /**
  * "Is this pod ambient?" (reference istio-ambient.md §1.5) and the redirection annotation it drives
@@ -166,22 +165,9 @@ export function namespaceSelected(selectors: readonly EnablementSelector[], nsLa
  * come back as `line L, column C: …`.
  */
 export function parseEnablementSelectors(text: string): Result<readonly EnablementSelector[]> {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter });
-  if (doc.errors.length > 0) {
-    return fail(
-      ...doc.errors.map((e) => {
-        const { line, col } = lineCounter.linePos(e.pos[0]);
-        return `line ${line}, column ${col}: ${e.message}`;
-      }),
-    );
-  }
-  let root: unknown;
-  try {
-    root = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    return fail(`<root>: ${errorMessage(err)}`);
-  }
+  const parsed = parseYaml(text);
+  if (!parsed.ok) return parsed;
+  const root = parsed.value;
   if (!Array.isArray(root)) return fail(`<root>: must be a list of {podSelector, namespaceSelector} entries; got ${describe(root)}`);
   const problems: string[] = [];
   const entries = root.map((value: unknown, i) => enablementEntry(problems, `[${i}]`, value));

@@ -1,6 +1,5 @@
-import { LineCounter, parseDocument } from 'yaml';
-import { errorMessage } from '../core/errors.ts';
 import { fail, ok, type Result } from '../core/result.ts';
+import { parseYaml } from '../core/yaml.ts';
 import { canonicalIp } from './convert.ts';
 import {
   policyKey, serviceKey, type AuthorizationPolicy, type Cidr, type GatewayAddress, type LoadBalancing, type LoadBalancingScope,
@@ -33,22 +32,9 @@ export const emptyLocalConfig: LocalConfig = Object.freeze({ workloads: [], serv
 
 /** Parses and validates the whole file. YAML syntax errors come back as `line L, column C: …`. */
 export function parseLocalConfig(text: string): Result<LocalConfig> {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter });
-  if (doc.errors.length > 0) {
-    return fail(
-      ...doc.errors.map((e) => {
-        const { line, col } = lineCounter.linePos(e.pos[0]);
-        return `line ${line}, column ${col}: ${e.message}`;
-      }),
-    );
-  }
-  let root: unknown;
-  try {
-    root = doc.toJS({ maxAliasCount: 1000 });
-  } catch (err) {
-    return fail(`<root>: ${errorMessage(err)}`);
-  }
+  const parsed = parseYaml(text, 1000);
+  if (!parsed.ok) return parsed;
+  const root = parsed.value;
   if (root === null || root === undefined) return ok(emptyLocalConfig);
   const p = new Problems();
   if (!isMapping(root)) {

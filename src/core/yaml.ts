@@ -1,0 +1,25 @@
+import { LineCounter, parseDocument } from 'yaml';
+import { errorMessage } from './errors.ts';
+import { fail, ok, type Result } from './result.ts';
+
+/**
+ * A YAML document as plain JSON values, strictly: duplicate keys are errors, syntax errors come back
+ * as `line L, column C: …`, and alias expansion is capped (a billion-laughs file is refused).
+ */
+export function parseYaml(text: string, maxAliasCount = 100): Result<unknown> {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter });
+  if (doc.errors.length > 0) {
+    return fail(
+      ...doc.errors.map((e) => {
+        const { line, col } = lineCounter.linePos(e.pos[0]);
+        return `line ${line}, column ${col}: ${e.message}`;
+      }),
+    );
+  }
+  try {
+    return ok(doc.toJS({ maxAliasCount }));
+  } catch (err) {
+    return fail(`<root>: ${errorMessage(err)}`);
+  }
+}
