@@ -7,7 +7,7 @@ import { startZdsServer, type ZdsServer, type ZdsTimeouts } from '../../src/cni/
 import { ErrorCode } from '../../src/core/error-codes.ts';
 import { silentLogger } from '../../src/core/logger.ts';
 import { LocalCaClient } from '../../src/identity/local-ca-client.ts';
-import { closeFd, createTcpSocketIn, namedNetnsPath, openNetns } from '../../src/sys/netns.ts';
+import { closeFd, namedNetnsPath, openNetns } from '../../src/sys/netns.ts';
 import { SeqpacketConnection, seqpacketRecv } from '../../src/sys/seqpacket.ts';
 import { decodeWorkloadRequest, encodeAck, encodeZdsHello, type ZdsRequest } from '../../src/workload-api/zds.ts';
 import { parseZtunnelConfig } from '../../src/ztunnel/config.ts';
@@ -17,6 +17,7 @@ import { createNodeNetwork, requireNetns, type NetnsNode } from '../helpers/netn
 import { testPki } from '../helpers/pki.ts';
 import { until } from '../helpers/prometheus.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { inpodListening, webPodMesh } from '../helpers/inpod.ts';
 
 /**
  * The node agent's ZDS server. Unit tier: a raw SEQPACKET connection in the test plays ztunnel and
@@ -207,41 +208,6 @@ test('close() closes the connections and removes the socket file; a stale file i
 
 // ---- netns tier: the real ztunnel ----
 
-const PORTS = [15001, 15006, 15008] as const;
-
-function meshYaml(podIp: string): string {
-  return `
-workloads:
-- uid: cluster1//v1/Pod/default/web
-  name: web
-  namespace: default
-  serviceAccount: web
-  trustDomain: cluster.local
-  workloadIps: ["${podIp}"]
-  protocol: HBONE
-  node: node-a
-  workloadName: web
-`;
-}
-
-/** Whether something listens on TCP 127.0.0.1:port inside the namespace `netnsFd` (as inpod.test.ts). */
-function acceptsIn(netnsFd: number, port: number): Promise<boolean> {
-  const socket = createTcpSocketIn(netnsFd, 4);
-  return new Promise((resolve) => {
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      socket.destroy();
-      resolve(err.code !== 'ECONNREFUSED');
-    });
-    socket.connect({ host: '127.0.0.1', port });
-  });
-}
-
-const allListening = (fd: number): Promise<boolean[]> => Promise.all(PORTS.map((port) => acceptsIn(fd, port)));
-
 test('the real ztunnel: addPod is ACKed and the pod gets its listeners; removePod removes them; a restarted ztunnel gets the snapshot', async (t) => {
   if (!requireNetns(t)) return;
   const network = await createNodeNetwork(t, { count: 2 });
@@ -251,7 +217,7 @@ test('the real ztunnel: addPod is ACKed and the pod gets its listeners; removePo
 
   const dir = await tempDir(t);
   const meshFile = join(dir, 'mesh.yaml');
-  await writeFile(meshFile, meshYaml(pod.ip));
+  await writeFile(meshFile, webPodMesh(pod.ip));
   const socketPath = join(dir, 'ztunnel.sock');
   const log = captureLog();
   const zds = await startZdsServer({ path: socketPath, logger: log.logger });
@@ -283,23 +249,23 @@ test('the real ztunnel: addPod is ACKed and the pod gets its listeners; removePo
 
   const uid = '6e1c3b2a-0000-4000-8000-000000000001';
   await zds.addPod({ uid, ...WEB, netnsFd: openNetns(namedNetnsPath(pod.name)) });
-  t.deepEqual(await allListening(probeFd), [true, true, true], 'the pod netns has 15001, 15006, 15008');
+  t.deepEqual(await inpodListening(probeFd), [true, true, true], 'the pod netns has 15001, 15006, 15008');
 
   await zds.removePod(uid);
-  await until(async () => (await allListening(probeFd)).every((up) => !up), 'the pod listeners to close after Del');
+  await until(async () => (await inpodListening(probeFd)).every((up) => !up), 'the pod listeners to close after Del');
 
   await zds.addPod({ uid, ...WEB, netnsFd: openNetns(namedNetnsPath(pod.name)) });
-  t.deepEqual(await allListening(probeFd), [true, true, true]);
+  t.deepEqual(await inpodListening(probeFd), [true, true, true]);
 
   // Restart: the first ztunnel goes away (its pod listeners with it), a new one gets the cached pod.
   const gone = once(zds.events, 'disconnected');
   running.delete(first);
   await first.close();
   t.deepEqual(await gone, [0]);
-  await until(async () => (await allListening(probeFd)).every((up) => !up), 'the pod listeners to close with the first ztunnel');
+  await until(async () => (await inpodListening(probeFd)).every((up) => !up), 'the pod listeners to close with the first ztunnel');
 
   const second = await startOne();
   t.is(zds.connections(), 1);
-  t.deepEqual(await allListening(probeFd), [true, true, true], 'the restarted ztunnel listens in the pod again');
+  t.deepEqual(await inpodListening(probeFd), [true, true, true], 'the restarted ztunnel listens in the pod again');
   t.is(await ready(second), 200);
 });

@@ -18,6 +18,7 @@ import { testPki, type TestPki } from '../helpers/pki.ts';
 import { until } from '../helpers/prometheus.ts';
 import { readAll } from '../helpers/tcp.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { INPOD_PORTS, inpodListening, WEB_POD_INFO, webPodMesh } from '../helpers/inpod.ts';
 
 /**
  * Shared (in-pod) mode driven over ZDS, netns tier: a fake node agent (a SEQPACKET server in the test)
@@ -30,43 +31,8 @@ import { tempDir } from '../helpers/tmp.ts';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures');
 const APP_PORT = 8080;
-const PORTS = [15001, 15006, 15008] as const;
 
-function meshYaml(podIp: string): string {
-  return `
-workloads:
-- uid: cluster1//v1/Pod/default/web
-  name: web
-  namespace: default
-  serviceAccount: web
-  trustDomain: cluster.local
-  workloadIps: ["${podIp}"]
-  protocol: HBONE
-  node: node-a
-  workloadName: web
-`;
-}
-
-const WEB_INFO = { name: 'web', namespace: 'default', serviceAccount: 'web' };
 const UID = '6e1c3b2a-0000-4000-8000-000000000001';
-
-/** Whether something listens on TCP 127.0.0.1:port inside the namespace `netnsFd`. */
-function acceptsIn(netnsFd: number, port: number): Promise<boolean> {
-  const socket = createTcpSocketIn(netnsFd, 4);
-  return new Promise((resolve) => {
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    // The capture listeners reset a connection to their own port at once (a self-call), which can beat
-    // the connect completion: only a refusal means nothing listens.
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      socket.destroy();
-      resolve(err.code !== 'ECONNREFUSED');
-    });
-    socket.connect({ host: '127.0.0.1', port });
-  });
-}
 
 /** Whether something listens on TCP 127.0.0.1:port in this process's own namespace. */
 function acceptsHere(port: number): Promise<boolean> {
@@ -80,9 +46,6 @@ function acceptsHere(port: number): Promise<boolean> {
   });
 }
 
-async function allListening(netnsFd: number): Promise<boolean[]> {
-  return Promise.all(PORTS.map((port) => acceptsIn(netnsFd, port)));
-}
 
 interface Agent {
   readonly conn: SeqpacketConnection;
@@ -124,7 +87,7 @@ async function start(t: ExecutionContext): Promise<Running> {
 
   const dir = await tempDir(t);
   const meshFile = join(dir, 'mesh.yaml');
-  await writeFile(meshFile, meshYaml(pod.ip));
+  await writeFile(meshFile, webPodMesh(pod.ip));
   const socketPath = join(dir, 'ztunnel.sock');
   const server = SeqpacketServer.listen(socketPath);
   t.teardown(() => server.close());
@@ -158,7 +121,7 @@ async function start(t: ExecutionContext): Promise<Running> {
 
 /** Add with the pod's netns fd (this process keeps its own copy, as the node agent would). */
 function addPod(r: Running, fd: number): Promise<string> {
-  return r.agent.request({ kind: 'add', uid: UID, workloadInfo: WEB_INFO }, fd);
+  return r.agent.request({ kind: 'add', uid: UID, workloadInfo: WEB_POD_INFO }, fd);
 }
 
 test('Add + SnapshotSent: the pod gets 15001/15006/15008 in its own namespace, HBONE reaches its app; Del removes them', async (t) => {
@@ -170,8 +133,8 @@ test('Add + SnapshotSent: the pod gets 15001/15006/15008 in its own namespace, H
   t.true(before.body.includes(WORKLOAD_PROXY_MANAGER_TASK), before.body);
 
   t.is(await addPod(r, r.fds.pod), '', 'Add is ACKed');
-  t.deepEqual(await allListening(r.fds.pod), [true, true, true], 'the pod netns has 15001, 15006, 15008');
-  t.deepEqual(await Promise.all(PORTS.map((p) => acceptsHere(p))), [false, false, false], 'nothing was opened in the test namespace');
+  t.deepEqual(await inpodListening(r.fds.pod), [true, true, true], 'the pod netns has 15001, 15006, 15008');
+  t.deepEqual(await Promise.all(INPOD_PORTS.map((p) => acceptsHere(p))), [false, false, false], 'nothing was opened in the test namespace');
   t.is((await r.ready()).status, 500, 'not ready before SnapshotSent');
 
   t.is(await r.agent.request({ kind: 'snapshotSent' }), '', 'SnapshotSent is ACKed');
@@ -196,7 +159,7 @@ test('Add + SnapshotSent: the pod gets 15001/15006/15008 in its own namespace, H
   await hbone.close();
 
   t.is(await r.agent.request({ kind: 'del', uid: UID }), '', 'Del is ACKed');
-  await until(async () => (await allListening(r.fds.pod)).every((up) => !up), 'the pod listeners to close after Del');
+  await until(async () => (await inpodListening(r.fds.pod)).every((up) => !up), 'the pod listeners to close after Del');
   t.deepEqual((await r.ready()).status, 200, 'no pod is pending after Del');
 });
 
@@ -205,14 +168,14 @@ test('a second Add of the same uid with another netns moves the proxy; the same 
   const r = await start(t);
   t.is(await addPod(r, r.fds.pod), '');
   t.is(await r.agent.request({ kind: 'snapshotSent' }), '');
-  t.deepEqual(await allListening(r.fds.pod), [true, true, true]);
+  t.deepEqual(await inpodListening(r.fds.pod), [true, true, true]);
 
   t.is(await addPod(r, r.fds.pod), '', 'the same netns again: ACK');
-  t.deepEqual(await allListening(r.fds.pod), [true, true, true], 'and nothing changed');
+  t.deepEqual(await inpodListening(r.fds.pod), [true, true, true], 'and nothing changed');
 
   t.is(await addPod(r, r.fds.pod2), '', 'another netns: ACK');
-  t.deepEqual(await allListening(r.fds.pod2), [true, true, true], 'the new namespace has the listeners');
-  await until(async () => (await allListening(r.fds.pod)).every((up) => !up), 'the old namespace listeners to close');
+  t.deepEqual(await inpodListening(r.fds.pod2), [true, true, true], 'the new namespace has the listeners');
+  await until(async () => (await inpodListening(r.fds.pod)).every((up) => !up), 'the old namespace listeners to close');
 });
 
 test('a protocol violation (Keep after SnapshotSent) stops the ZDS client with ZDS_PROTOCOL_ERROR', async (t) => {
