@@ -28,10 +28,13 @@ import {
 } from './inpod-rules.ts';
 
 /**
- * Which network namespace to act in. Only a named one (`ip netns add`) for now; the plugin will later enter a
- * pod's namespace by fd, as another kind.
+ * Which network namespace to act in: a named one (`ip netns add`; commands run with `ip netns exec <name>`), or
+ * a namespace file by absolute path (`/proc/<pid>/ns/net`, `/host/proc/<pid>/ns/net`, a CNI_NETNS path such as
+ * `/var/run/netns/cni-...`; commands run with `nsenter --net=<path>`, util-linux, essential on Debian).
  */
-export type NetnsSelector = { readonly kind: 'name'; readonly name: string };
+export type NetnsSelector =
+  | { readonly kind: 'name'; readonly name: string }
+  | { readonly kind: 'path'; readonly path: string };
 
 export interface RulesOptions {
   /** Each command is killed after this long (default 30 s). */
@@ -40,6 +43,26 @@ export interface RulesOptions {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 const NETNS_NAME = /^[A-Za-z0-9_.-]{1,255}$/;
+/** Absolute, no NUL or line breaks (a `..` segment is refused apart, in validSelector). */
+const NETNS_PATH = /^\/[^\0\r\n]{0,4095}$/;
+
+function validSelector(netns: NetnsSelector): boolean {
+  if (netns.kind === 'name') return NETNS_NAME.test(netns.name);
+  if (netns.kind === 'path') return NETNS_PATH.test(netns.path) && !netns.path.split('/').includes('..');
+  return false;
+}
+
+/** How the selector reads in messages: the name or the path. */
+function describeNetns(netns: NetnsSelector): string {
+  return netns.kind === 'path' ? String(netns.path) : String(netns.name);
+}
+
+/** The program and the arguments that run `command args` inside `netns`. */
+function enterCommand(netns: NetnsSelector, command: string, args: readonly string[]): [string, string[]] {
+  return netns.kind === 'path'
+    ? ['nsenter', [`--net=${netns.path}`, '--', command, ...args]]
+    : ['ip', ['netns', 'exec', netns.name, command, ...args]];
+}
 
 type RulesErrorCode = typeof ErrorCode.CNI_RULES_APPLY_FAILED | typeof ErrorCode.CNI_RULES_REMOVE_FAILED;
 
@@ -64,17 +87,20 @@ interface Runner {
 
 /** Runs commands inside the selected namespace; failures become `InpodRulesError` with `code`. */
 function runnerIn(netns: NetnsSelector, code: RulesErrorCode, options: RulesOptions): Runner {
-  if (netns.kind !== 'name' || !NETNS_NAME.test(netns.name)) {
-    throw new InpodRulesError(code, String(netns.name), 'select netns', 'not a valid netns name');
+  const where = describeNetns(netns);
+  if (!validSelector(netns)) {
+    const what = netns.kind === 'path' ? 'not an absolute netns path' : 'not a valid netns name';
+    throw new InpodRulesError(code, where, 'select netns', what);
   }
   const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   return {
     run(command, args, input) {
       const line = [command, ...args].join(' ');
+      const [program, argv] = enterCommand(netns, command, args);
       return new Promise((resolve, reject) => {
         const child = execFile(
-          'ip',
-          ['netns', 'exec', netns.name, command, ...args],
+          program,
+          argv,
           { encoding: 'utf8', timeout, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 },
           (err, stdout, stderr) => {
             if (!err) {
@@ -82,7 +108,7 @@ function runnerIn(netns: NetnsSelector, code: RulesErrorCode, options: RulesOpti
               return;
             }
             const why = err.killed ? `killed after ${timeout} ms` : `exit ${err.code ?? err.signal}`;
-            reject(new InpodRulesError(code, netns.name, line, `${why}: ${stderr.trim()}`, { cause: err }));
+            reject(new InpodRulesError(code, where, line, `${why}: ${stderr.trim()}`, { cause: err }));
           },
         );
         child.stdin?.on('error', () => {});
