@@ -86,6 +86,9 @@ export const ErrorCode = {
   // relay (connection copying, shared by every proxy)
   RELAY_CONNECTION_RESET: 'RELAY_CONNECTION_RESET',
   RELAY_IO_ERROR: 'RELAY_IO_ERROR',
+  // kube (list+watch of the Kubernetes API)
+  KUBE_REQUEST_FAILED: 'KUBE_REQUEST_FAILED',
+  KUBE_HANDLER_FAILED: 'KUBE_HANDLER_FAILED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
