@@ -1,6 +1,9 @@
 #!/usr/bin/env node
+import { CNI_AGENT_FLAGS, parseCniAgentConfig } from '../cni/agent-config.ts';
+import { startCniAgent } from '../cni/agent.ts';
 import { errorCode, errorMessage } from '../core/errors.ts';
-import { createLogger, type LogLevel } from '../core/logger.ts';
+import { createLogger, type Logger, type LogLevel } from '../core/logger.ts';
+import type { Result } from '../core/result.ts';
 import { parseZtunnelConfig, ZTUNNEL_FLAGS } from '../ztunnel/config.ts';
 import { startZtunnel } from '../ztunnel/ztunnel.ts';
 import { parseFlags } from './flags.ts';
@@ -14,17 +17,46 @@ const USAGE = `usage: ambientd ztunnel [flags]
   Configured from ztunnel's environment variables (PROXY_MODE, PROXY_WORKLOAD_INFO, XDS_ADDRESS,
   CA_ADDRESS, LOCAL_XDS_PATH, FAKE_CA, NODE_NAME, NETWORK, PACKET_MARK, ...) and these flags:
 ${ZTUNNEL_FLAGS.map((f) => `    --${f.replace(/^--/, '')}`).join('\n')}
+usage: ambientd cni-agent [flags]
+  The node agent (plugin event socket, ZDS server, pod reconciliation). NODE_NAME is required; each
+  flag overrides the environment variable named after it:
+${Object.entries(CNI_AGENT_FLAGS).map(([f, env]) => `    --${f} (${env})`).join('\n')}
 `;
+
+/** The configuration, or exit code 2 with every problem and the usage on stderr. */
+function configOrUsage<T>(component: string, argErrors: readonly string[], parsed: Result<T>): T | undefined {
+  const problems = [...argErrors, ...(parsed.ok ? [] : parsed.errors)];
+  if (problems.length === 0 && parsed.ok) return parsed.value;
+  process.stderr.write(`ambientd ${component}: invalid configuration:\n  ${problems.join('\n  ')}\n\n${USAGE}`);
+  return undefined;
+}
+
+/**
+ * SIGTERM and SIGINT call `close` once (graceful); a second SIGINT exits at once. Resolves when
+ * `close` has finished.
+ */
+function closeOnSignals(logger: Logger, close: () => Promise<void>): { readonly requested: () => boolean; readonly closed: Promise<void> } {
+  let interrupts = 0;
+  let closing: Promise<void> | undefined;
+  let markClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (markClosed = resolve));
+  const stop = (signal: NodeJS.Signals) => {
+    if (signal === 'SIGINT' && ++interrupts > 1) {
+      logger.warn('second SIGINT: exiting now');
+      process.exit(1);
+    }
+    logger.info({ signal }, 'shutdown requested');
+    closing ??= close().then(markClosed);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  return { requested: () => closing !== undefined, closed };
+}
 
 async function ztunnel(args: readonly string[]): Promise<number> {
   const { flags, errors } = parseFlags(args);
-  const parsed = parseZtunnelConfig(flags, process.env);
-  const problems = [...errors, ...(parsed.ok ? [] : parsed.errors)];
-  if (problems.length > 0 || !parsed.ok) {
-    process.stderr.write(`ambientd ztunnel: invalid configuration:\n  ${problems.join('\n  ')}\n\n${USAGE}`);
-    return 2;
-  }
-  const config = parsed.value;
+  const config = configOrUsage('ztunnel', errors, parseZtunnelConfig(flags, process.env));
+  if (!config) return 2;
   const level: LogLevel = config.logLevel === 'off' ? 'silent' : config.logLevel;
   const logger = createLogger({ level });
   let app;
@@ -34,18 +66,39 @@ async function ztunnel(args: readonly string[]): Promise<number> {
     logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'ztunnel failed to start');
     return 1;
   }
-  let interrupts = 0;
-  const stop = (signal: NodeJS.Signals) => {
-    if (signal === 'SIGINT' && ++interrupts > 1) {
-      logger.warn('second SIGINT: exiting now');
-      process.exit(1);
-    }
-    logger.info({ signal }, 'shutdown requested');
-    void app.close();
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  const running = app;
+  closeOnSignals(logger, () => running.close());
   await app.stopped;
+  return 0;
+}
+
+async function cniAgent(args: readonly string[]): Promise<number> {
+  const { flags, errors } = parseFlags(args);
+  const config = configOrUsage('cni-agent', errors, parseCniAgentConfig(flags, process.env));
+  if (!config) return 2;
+  const logger = createLogger({ level: config.logLevel });
+  let agent;
+  try {
+    agent = await startCniAgent(config, { logger });
+  } catch (err) {
+    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'cni agent failed to start');
+    return 1;
+  }
+  const running = agent;
+  // Handlers go in before `ready`: the agent waits for the API server, and SIGTERM must work meanwhile.
+  const signals = closeOnSignals(logger, () => running.close());
+  try {
+    await running.ready;
+  } catch (err) {
+    if (signals.requested()) {
+      await signals.closed;
+      return 0;
+    }
+    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'cni agent failed to start');
+    await running.close();
+    return 1;
+  }
+  await signals.closed;
   return 0;
 }
 
@@ -53,6 +106,9 @@ const [component, ...rest] = process.argv.slice(2);
 switch (component) {
   case 'ztunnel':
     process.exitCode = await ztunnel(rest);
+    break;
+  case 'cni-agent':
+    process.exitCode = await cniAgent(rest);
     break;
   default:
     process.stderr.write(USAGE);

@@ -73,6 +73,12 @@ export const ErrorCode = {
   // cni installer
   CNI_INSTALL_FAILED: 'CNI_INSTALL_FAILED',
   CNI_CONFIG_INVALID: 'CNI_CONFIG_INVALID',
+  // cni agent (the node agent: AddPodToMesh / RemovePodFromMesh, reconciliation)
+  CNI_AGENT_START_FAILED: 'CNI_AGENT_START_FAILED',
+  CNI_POD_NETNS_FAILED: 'CNI_POD_NETNS_FAILED',
+  CNI_POD_NOT_ACKED: 'CNI_POD_NOT_ACKED',
+  CNI_POD_ANNOTATE_FAILED: 'CNI_POD_ANNOTATE_FAILED',
+  CNI_POD_NOT_FOUND: 'CNI_POD_NOT_FOUND',
   // admin, stats and readiness listeners
   ADMIN_HANDLER_FAILED: 'ADMIN_HANDLER_FAILED',
   // zds (the node agent ⇄ ztunnel link and the per-pod proxies it drives)

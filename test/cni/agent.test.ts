@@ -1,0 +1,263 @@
+import test, { type ExecutionContext } from 'ava';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { parseCniAgentConfig, type CniAgentConfig } from '../../src/cni/agent-config.ts';
+import { startCniAgent, type CniAgent } from '../../src/cni/agent.ts';
+import { DEFAULT_ENABLEMENT_SELECTORS, REDIRECTION_ANNOTATION } from '../../src/cni/enrollment.ts';
+import { LocalCaClient } from '../../src/identity/local-ca-client.ts';
+import { closeFd, namedNetnsPath, openNetns } from '../../src/sys/netns.ts';
+import { parseZtunnelConfig } from '../../src/ztunnel/config.ts';
+import { startZtunnel, type Ztunnel } from '../../src/ztunnel/ztunnel.ts';
+import { startFakeKube, type FakeKube } from '../helpers/fake-kube.ts';
+import { inpodListening, webPodMesh } from '../helpers/inpod.ts';
+import { captureLog, type CapturedLog } from '../helpers/log.ts';
+import { createNodeNetwork, requireNetns, type NetnsNode } from '../helpers/netns.ts';
+import { testPki } from '../helpers/pki.ts';
+import { until } from '../helpers/prometheus.ts';
+import { tempDir } from '../helpers/tmp.ts';
+
+/**
+ * The node agent end to end (netns tier): a fake API server, a pod netns, the real ztunnel in shared mode
+ * in-process, the agent in-process, and the real static `build/ambient-cni` shim invoked as a runtime would.
+ */
+
+const ROOT = join(import.meta.dirname, '..', '..', '..');
+const SHIM = join(ROOT, 'build', 'ambient-cni');
+const MODE = 'istio.io/dataplane-mode';
+
+// ---- unit tier: the config ----
+
+test('parseCniAgentConfig: defaults, env names of §1.13, flags override env', (t) => {
+  const r = parseCniAgentConfig({}, { NODE_NAME: 'node-a' });
+  if (!r.ok) return t.fail(r.errors.join('\n'));
+  t.is(r.value.nodeName, 'node-a');
+  t.is(r.value.pluginSocket, '/var/run/istio-cni/pluginevent.sock');
+  t.is(r.value.ztunnelSocket, '/var/run/ztunnel/ztunnel.sock');
+  t.is(r.value.procRoot, '/proc');
+  t.is(r.value.kubeconfig, undefined);
+  t.deepEqual(r.value.enrollment.excludeNamespaces, ['kube-system']);
+  t.is(r.value.enrollment.systemNamespace, 'istio-system');
+  t.true(Object.isFrozen(r.value));
+
+  const o = parseCniAgentConfig(
+    { 'ztunnel-uds-address': '/tmp/z.sock' },
+    { NODE_NAME: 'n1', KUBECONFIG: '/k', EXCLUDE_NAMESPACES: 'a, b', ZTUNNEL_UDS_ADDRESS: '/ignored', AMBIENT_IPV6: 'false',
+      AMBIENT_ENABLEMENT_SELECTOR: '- podSelector:\n    matchLabels: {x: "y"}\n' },
+  );
+  if (!o.ok) return t.fail(o.errors.join('\n'));
+  t.is(o.value.ztunnelSocket, '/tmp/z.sock');
+  t.is(o.value.kubeconfig, '/k');
+  t.deepEqual(o.value.enrollment.excludeNamespaces, ['a', 'b']);
+  t.false(o.value.rules.ipv6);
+  t.deepEqual(o.value.enrollment.enablementSelectors, [{ podSelector: { matchLabels: { x: 'y' } } }]);
+});
+
+test('parseCniAgentConfig: every problem at once, naming the variable or flag', (t) => {
+  const r = parseCniAgentConfig(
+    { bogus: '1', 'plugin-socket': 'relative.sock' },
+    { AMBIENT_DNS_CAPTURE: 'yes', AMBIENT_ENABLEMENT_SELECTOR: '- podselector: {}\n', LOG_LEVEL: 'loud' },
+  );
+  t.false(r.ok);
+  if (r.ok) return;
+  t.deepEqual([...r.errors], [
+    '--bogus: unknown flag',
+    'NODE_NAME: required (the node this agent runs on)',
+    '--plugin-socket: "relative.sock" must be an absolute path',
+    'AMBIENT_ENABLEMENT_SELECTOR[0].podselector: unknown field (expected podSelector, namespaceSelector)',
+    'AMBIENT_DNS_CAPTURE: "yes" must be true or false',
+    'LOG_LEVEL: "loud" must be one of fatal, error, warn, info, debug, trace, silent',
+  ]);
+});
+
+// ---- netns tier ----
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+async function runShim(env: Record<string, string>, stdin: string): Promise<Run> {
+  if (!existsSync(SHIM)) throw new Error(`${SHIM} is missing: run \`make build\` first`);
+  const child = spawn(SHIM, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => out.push(c));
+  child.stderr.on('data', (c: Buffer) => err.push(c));
+  child.stdin.on('error', () => {});
+  child.stdin.end(stdin);
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
+}
+
+async function iptablesSave(pod: NetnsNode): Promise<string> {
+  return (await promisify(execFile)('ip', ['netns', 'exec', pod.name, 'iptables-save'])).stdout;
+}
+
+function annotation(fake: FakeKube): string | undefined {
+  return fake.get('pods', 'default', 'web')?.metadata?.annotations?.[REDIRECTION_ANNOTATION];
+}
+
+interface Rig {
+  readonly fake: FakeKube;
+  readonly pod: NetnsNode;
+  readonly probeFd: number;
+  readonly config: CniAgentConfig;
+  readonly log: CapturedLog;
+  startAgent(): Promise<CniAgent>;
+}
+
+/**
+ * A procRoot with one process of the pod: `<pid>/cgroup` names the pod uid (cgroupfs layout), `<pid>/ns/net`
+ * links to the pod's named netns, as `/host/proc` shows a pod's sandbox process. Without `podUid` it is empty.
+ */
+async function fakeProcRoot(t: ExecutionContext, pod: NetnsNode, podUid: string | undefined): Promise<string> {
+  const root = await tempDir(t, 'an-agent-proc-');
+  if (podUid === undefined) return root;
+  const dir = join(root, '4242');
+  await mkdir(join(dir, 'ns'), { recursive: true });
+  await writeFile(join(dir, 'cgroup'), `0::/kubepods/besteffort/pod${podUid}/c0ffee\n`);
+  await writeFile(join(dir, 'stat'), `4242 (pause) S 1 4242 4242 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 1000 0 0\n`);
+  await symlink(namedNetnsPath(pod.name), join(dir, 'ns', 'net'));
+  return root;
+}
+
+/** `procfs: 'empty'` lets the informer path find no netns (enrolment only through CNI ADD); 'pod' shows the pod's process. */
+async function rig(t: ExecutionContext, procfs: 'empty' | 'pod'): Promise<Rig> {
+  const network = await createNodeNetwork(t, { count: 2 });
+  const [pod] = network.nodes as [NetnsNode, NetnsNode];
+  const probeFd = openNetns(namedNetnsPath(pod.name));
+  t.teardown(() => closeFd(probeFd));
+
+  const fake = await startFakeKube();
+  t.teardown(() => fake.close());
+  fake.create('namespaces', { metadata: { name: 'default', labels: { [MODE]: 'ambient' } } });
+  const created = fake.create('pods', {
+    metadata: { name: 'web', namespace: 'default' },
+    spec: { nodeName: 'node-a', serviceAccountName: 'web', containers: [{ name: 'app', image: 'app' }] },
+    status: { phase: 'Running', podIP: pod.ip, podIPs: [{ ip: pod.ip }] },
+  } as Parameters<FakeKube['create']>[1]);
+
+  const dir = await tempDir(t);
+  const parsed = parseCniAgentConfig({}, {
+    NODE_NAME: 'node-a', KUBECONFIG: fake.kubeconfigPath, PLUGIN_SOCKET: join(dir, 'pluginevent.sock'), ZTUNNEL_UDS_ADDRESS: join(dir, 'ztunnel.sock'),
+    AMBIENT_IPV6: 'false',
+  });
+  if (!parsed.ok) throw new Error(parsed.errors.join('\n'));
+  const procRoot = await fakeProcRoot(t, pod, procfs === 'pod' ? created.metadata?.uid : undefined);
+  const config: CniAgentConfig = { ...parsed.value, procRoot };
+  const log = captureLog();
+  const agents = new Set<CniAgent>();
+  t.teardown(async () => {
+    for (const a of agents) await a.close();
+  });
+
+  const meshFile = join(dir, 'mesh.yaml');
+  await writeFile(meshFile, webPodMesh(pod.ip));
+  const zparsed = parseZtunnelConfig(
+    { 'admin-port': '0', 'stats-port': '0', 'readiness-port': '0' },
+    { PROXY_MODE: 'shared', XDS_ADDRESS: '', LOCAL_XDS_PATH: meshFile, INPOD_UDS: config.ztunnelSocket, NODE_NAME: 'node-a', CONNECTION_TERMINATION_DEADLINE: '1s' },
+  );
+  if (!zparsed.ok) throw new Error(zparsed.errors.join('\n'));
+  const pki = testPki();
+  t.teardown(() => pki.close());
+  let ztunnel: Ztunnel | undefined;
+  t.teardown(async () => ztunnel?.close());
+
+  return {
+    fake, pod, probeFd, config, log,
+    async startAgent() {
+      const agent = await startCniAgent(config, { logger: log.logger });
+      agents.add(agent);
+      await agent.ready;
+      // ztunnel connects to the agent's ZDS socket once it exists (after ready); it is started once.
+      if (ztunnel === undefined) {
+        const zt = await startZtunnel(zparsed.value, { logger: log.logger, ca: new LocalCaClient(pki.ca) });
+        ztunnel = zt;
+        // Ready once its ZDS snapshot from the agent is ACKed.
+        await until(async () => (await fetch(`http://127.0.0.1:${zt.ports().readiness}/healthz/ready`)).status === 200, 'ztunnel to be ready', 10_000);
+      }
+      return agent;
+    },
+  };
+}
+
+/** CNI ADD for default/web through the real shim; returns the run and the prevResult it was given. */
+async function cniAdd(rig: Rig): Promise<{ run: Run; prev: unknown }> {
+  const prev = {
+    cniVersion: '1.0.0',
+    interfaces: [{ name: 'eth0', sandbox: namedNetnsPath(rig.pod.name) }],
+    ips: [{ interface: 0, address: `${rig.pod.ip}/24`, gateway: '10.88.0.254' }],
+  };
+  const conf = {
+    cniVersion: '1.0.0',
+    name: 'k8s-pod-network',
+    type: 'istio-cni',
+    ambient_enabled: true,
+    enablement_selectors: DEFAULT_ENABLEMENT_SELECTORS,
+    exclude_namespaces: ['kube-system'],
+    pod_namespace: 'istio-system',
+    prevResult: prev,
+  };
+  const run = await runShim({
+    AMBIENT_CNI_SOCKET: rig.config.pluginSocket,
+    CNI_COMMAND: 'ADD',
+    CNI_CONTAINERID: 'c0ffee',
+    CNI_NETNS: namedNetnsPath(rig.pod.name),
+    CNI_IFNAME: 'eth0',
+    CNI_PATH: '/opt/cni/bin',
+    CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=c0ffee',
+  }, JSON.stringify(conf));
+  return { run, prev };
+}
+
+test('CNI ADD through the real shim enrols the pod (rules, ztunnel listeners, annotation); removing the namespace label un-enrols it', async (t) => {
+  if (!requireNetns(t)) return;
+  const r = await rig(t, 'empty');
+  const agent = await r.startAgent();
+
+  const { run, prev } = await cniAdd(r);
+  t.is(run.code, 0, `shim stdout: ${run.stdout} stderr: ${run.stderr}`);
+  t.deepEqual(JSON.parse(run.stdout), prev, 'stdout is the prevResult');
+
+  t.deepEqual(agent.pods().map((p) => [p.name, p.redirection]), [['web', 'enabled']]);
+  t.regex(await iptablesSave(r.pod), /:ISTIO_PRERT|:ISTIO_OUTPUT/, 'the in-pod rules are in');
+  t.deepEqual(await inpodListening(r.probeFd), [true, true, true], 'ztunnel listens on 15001, 15006, 15008 in the pod');
+  await until(() => annotation(r.fake) === 'enabled', 'the redirection annotation to be enabled');
+
+  // The namespace stops being ambient: the agent removes the pod from the mesh.
+  r.fake.update('namespaces', { metadata: { name: 'default', labels: {} } });
+  await until(() => annotation(r.fake) === undefined, 'the annotation to be removed');
+  await until(async () => (await inpodListening(r.probeFd)).every((up) => !up), 'the pod listeners to close');
+  t.notRegex(await iptablesSave(r.pod), /ISTIO_/, 'the in-pod rules are gone');
+});
+
+test('informer path and restart: a selected pod with a netns in procfs is enrolled without CNI; a restarted agent re-adds it from the snapshot and can still un-enrol it', async (t) => {
+  if (!requireNetns(t)) return;
+  const r = await rig(t, 'pod');
+  const first = await r.startAgent();
+  // Startup reconciles every cached pod: web is selected, has an IP, and its netns is found under procRoot.
+  await until(() => annotation(r.fake) === 'enabled', 'the informer-driven enrolment', 10_000);
+  t.deepEqual(await inpodListening(r.probeFd), [true, true, true]);
+  t.regex(await iptablesSave(r.pod), /:ISTIO_PRERT/);
+
+  const snapshots = (): number => r.log.records.filter((rec) => rec.msg === 'snapshot acknowledged').length;
+  const adds = (): number => r.log.records.filter((rec) => rec.component === 'zds' && rec.request === 'add').length;
+  const before = { snapshots: snapshots(), adds: adds() };
+  await first.close();
+  const second = await r.startAgent();
+  t.deepEqual(second.pods().map((p) => [p.name, p.redirection, p.netns]), [['web', 'enabled', join(r.config.procRoot, '4242', 'ns', 'net')]]);
+  await until(() => snapshots() > before.snapshots, 'ztunnel to reconnect and ACK the new snapshot', 20_000);
+  t.is(adds(), before.adds + 1, 'the snapshot carried Add for the pod (its netns was found)');
+  t.deepEqual(await inpodListening(r.probeFd), [true, true, true]);
+
+  r.fake.update('namespaces', { metadata: { name: 'default', labels: {} } });
+  await until(() => annotation(r.fake) === undefined, 'the annotation to be removed');
+  await until(async () => (await inpodListening(r.probeFd)).every((up) => !up), 'the pod listeners to close');
+  t.notRegex(await iptablesSave(r.pod), /ISTIO_/, 'the restarted agent removed the rules through the netns it found');
+  t.deepEqual(second.pods(), []);
+});
