@@ -1,7 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
-import { execFile, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,14 +17,13 @@ import { createNodeNetwork, requireNetns, type NetnsNode } from '../helpers/netn
 import { testPki } from '../helpers/pki.ts';
 import { until } from '../helpers/prometheus.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { runShim, type ShimRun } from '../helpers/cni.ts';
 
 /**
  * The node agent end to end (netns tier): a fake API server, a pod netns, the real ztunnel in shared mode
  * in-process, the agent in-process, and the real static `build/ambient-cni` shim invoked as a runtime would.
  */
 
-const ROOT = join(import.meta.dirname, '..', '..', '..');
-const SHIM = join(ROOT, 'build', 'ambient-cni');
 const MODE = 'istio.io/dataplane-mode';
 
 // ---- unit tier: the config ----
@@ -74,25 +71,6 @@ test('parseCniAgentConfig: every problem at once, naming the variable or flag', 
 });
 
 // ---- netns tier ----
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function runShim(env: Record<string, string>, stdin: string): Promise<Run> {
-  if (!existsSync(SHIM)) throw new Error(`${SHIM} is missing: run \`make build\` first`);
-  const child = spawn(SHIM, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout.on('data', (c: Buffer) => out.push(c));
-  child.stderr.on('data', (c: Buffer) => err.push(c));
-  child.stdin.on('error', () => {});
-  child.stdin.end(stdin);
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
-}
 
 async function iptablesSave(pod: NetnsNode): Promise<string> {
   return (await promisify(execFile)('ip', ['netns', 'exec', pod.name, 'iptables-save'])).stdout;
@@ -187,7 +165,7 @@ async function rig(t: ExecutionContext, procfs: 'empty' | 'pod'): Promise<Rig> {
 }
 
 /** CNI ADD for default/web through the real shim; returns the run and the prevResult it was given. */
-async function cniAdd(rig: Rig): Promise<{ run: Run; prev: unknown }> {
+async function cniAdd(rig: Rig): Promise<{ run: ShimRun; prev: unknown }> {
   const prev = {
     cniVersion: '1.0.0',
     interfaces: [{ name: 'eth0', sandbox: namedNetnsPath(rig.pod.name) }],

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,33 +9,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startPluginServer, type PluginServerHandle } from '../../src/cni/plugin-server.ts';
 import type { CmdAddEvent, PluginDeps } from '../../src/cni/plugin.ts';
+import { runShim, SHIM } from '../helpers/cni.ts';
 
 // Runs the real static `build/ambient-cni` (built by `make build`) against `startPluginServer` on a
 // temporary socket, as a container runtime would: env + stdin in, stdout + exit code out.
 
-const ROOT = join(import.meta.dirname, '..', '..', '..');
-const SHIM = join(ROOT, 'build', 'ambient-cni');
 const MODE = 'istio.io/dataplane-mode';
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs the shim with exactly `env` (no PATH, nothing inherited) and `stdin`. */
-async function runShim(env: Record<string, string>, stdin: string): Promise<Run> {
-  if (!existsSync(SHIM)) throw new Error(`${SHIM} is missing: run \`make build\` first`);
-  const child = spawn(SHIM, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  const err: Buffer[] = [];
-  child.stdout.on('data', (c: Buffer) => out.push(c));
-  child.stderr.on('data', (c: Buffer) => err.push(c));
-  child.stdin.on('error', () => {}); // VERSION may exit before reading stdin
-  child.stdin.end(stdin);
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
-}
 
 function cniEnv(socket: string, over: Record<string, string> = {}): Record<string, string> {
   return {
