@@ -127,14 +127,20 @@ async function readBody(req: IncomingMessage, limit: number): Promise<string | u
   return Buffer.concat(chunks).toString('utf8');
 }
 
-function parseInvocation(body: string): CniInvocation | string {
+/** A request body as a JSON object, or the problem with it. */
+function jsonObjectBody(body: string): Record<string, unknown> | string {
   let root: unknown;
   try {
     root = JSON.parse(body);
   } catch (err) {
     return `body: ${errorMessage(err)}`;
   }
-  if (!isObject(root)) return 'body: must be a JSON object';
+  return isObject(root) ? root : 'body: must be a JSON object';
+}
+
+function parseInvocation(body: string): CniInvocation | string {
+  const root = jsonObjectBody(body);
+  if (typeof root === 'string') return root;
   if (!isObject(root.env)) return 'env: must be an object';
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(root.env)) {
@@ -147,13 +153,8 @@ function parseInvocation(body: string): CniInvocation | string {
 
 /** Validates Istio's CNIPluginAddEvent (Go JSON: capitalised keys, `Mask` base64). */
 export function parseCmdAddEvent(body: string): CmdAddEvent | string {
-  let root: unknown;
-  try {
-    root = JSON.parse(body);
-  } catch (err) {
-    return `body: ${errorMessage(err)}`;
-  }
-  if (!isObject(root)) return 'body: must be a JSON object';
+  const root = jsonObjectBody(body);
+  if (typeof root === 'string') return root;
   for (const key of ['Netns', 'PodName', 'PodNamespace'] as const) {
     if (typeof root[key] !== 'string' || root[key] === '') return `${key}: must be a non-empty string`;
   }
