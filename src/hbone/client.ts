@@ -49,6 +49,8 @@ export interface HboneClientOptions {
   readonly dialTimeoutMs?: number;
   readonly keepaliveIntervalMs?: number;
   readonly keepaliveTimeoutMs?: number;
+  /** How long `close()` lets open tunnels finish before destroying their connections (default 5 s). */
+  readonly closeDeadlineMs?: number;
 }
 
 export interface HboneClient extends Handle {
@@ -207,7 +209,14 @@ export function createHboneClient(options: HboneClientOptions): HboneClient {
     clearInterval(sweep);
     const sessions = [...all].map((conn) => conn.session).filter((s): s is ClientHttp2Session => !!s && !s.destroyed);
     for (const conn of [...all]) retire(conn, 'pool closed');
-    await Promise.all(sessions.map((s) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve())))));
+    // GOAWAY lets open tunnels finish; a peer that is gone (or a tunnel that never ends) must not hold
+    // the close forever, so whatever is still open at the deadline is destroyed.
+    const allClosed = Promise.all(sessions.map((s) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve())))));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, options.closeDeadlineMs ?? Timeouts.drainMs)));
+    await Promise.race([allClosed, deadline]);
+    clearTimeout(timer);
+    for (const session of sessions) if (!session.destroyed) session.destroy();
   });
 
   return {

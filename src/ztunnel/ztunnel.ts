@@ -124,7 +124,7 @@ export async function startZtunnel(config: ZtunnelConfig, options: ZtunnelOption
 
     // HBONE client: one pool for the process, sockets from the same factory as the listeners.
     const factory = hostSocketFactory({ mark: config.packetMark, reusePort: config.portReuse });
-    const hbone: HboneClient = createHboneClient({ certificates: identities, connectSocket: factory.connect, logger: root });
+    const hbone: HboneClient = createHboneClient({ certificates: identities, connectSocket: factory.connect, logger: root, closeDeadlineMs: config.terminationDeadlineMs });
     owned.push(hbone);
 
     let proxy: WorkloadProxy | undefined;
@@ -153,7 +153,7 @@ export async function startZtunnel(config: ZtunnelConfig, options: ZtunnelOption
       const startPodProxy = async (pod: StartPodProxy): Promise<PodProxy> => {
         const podFactory = inPodSocketFactory(pod.netnsFd, { mark: config.packetMark, reusePort: config.portReuse });
         // The pod's own HBONE pool: its upstream sockets are created in the pod's namespace, as the rest of its sockets.
-        const podHbone = createHboneClient({ certificates: identities, connectSocket: podFactory.connect, logger: root });
+        const podHbone = createHboneClient({ certificates: identities, connectSocket: podFactory.connect, logger: root, closeDeadlineMs: config.terminationDeadlineMs });
         try {
           const podProxy = await startWorkloadProxy({
             identity: pod.identity,

@@ -139,3 +139,33 @@ test('a rotated server certificate is presented on new connections', async (t) =
   await target.close();
   await pki.close();
 });
+
+test('close() gives open tunnels until the deadline, then destroys their connections instead of waiting forever', async (t) => {
+  const pki = testPki();
+  const target = await tcpServer(echo);
+  const server = await startHboneServer({ host: '127.0.0.1', port: 0, certificate: await pki.cert('ns', 'server'), handler: forwardToTarget() });
+  t.teardown(async () => {
+    await server.close();
+    await target.close();
+    await pki.close();
+  });
+  const client = createHboneClient({ certificates: pki.certificates, closeDeadlineMs: 300 });
+  const tunnel = await client.connect({
+    source: pki.id('ns', 'client'),
+    expectedIdentities: [pki.id('ns', 'server')],
+    address: { host: '127.0.0.1', port: server.address().port },
+    authority: `127.0.0.1:${target.port}`,
+  });
+  tunnel.stream.on('error', () => {});
+  tunnel.stream.write('open');
+  await once(tunnel.stream, 'data');
+  // The tunnel never ends, so GOAWAY alone would leave the connection open for good.
+  const started = Date.now();
+  await client.close();
+  const took = Date.now() - started;
+  t.true(took >= 250, `close waited for the deadline (${took} ms)`);
+  t.true(tunnel.stream.destroyed, 'the still-open tunnel was cut at the deadline');
+  // The stream's reservation is released by its 'close' event, emitted after the destroy.
+  for (let i = 0; i < 50 && client.stats().streams > 0; i++) await sleep(10);
+  t.deepEqual(client.stats(), { connections: 0, streams: 0 });
+});
