@@ -26,9 +26,9 @@ import { ConnectionManager } from './connection-manager.ts';
 import { IdentityManager } from './identity-manager.ts';
 import { createL4Metrics } from './metrics.ts';
 import { startReadinessServer } from './readiness-server.ts';
-import { hostSocketFactory } from './socket-factory.ts';
+import { hostSocketFactory, type SocketFactory } from './socket-factory.ts';
 import { startStatsServer } from './stats-server.ts';
-import { startWorkloadProxy, type ProxyPorts, type WorkloadProxy } from './workload-proxy.ts';
+import { startWorkloadProxy, type ProxyPorts } from './workload-proxy.ts';
 import { inPodSocketFactory } from './inpod-socket-factory.ts';
 import { ProxyManager, type PodProxy, type StartPodProxy } from './proxy-manager.ts';
 import { startZdsClient, type ZdsClient } from './zds-client.ts';
@@ -122,59 +122,51 @@ export async function startZtunnel(config: ZtunnelConfig, options: ZtunnelOption
       owned.push(xds);
     }
 
-    // HBONE client: one pool for the process, sockets from the same factory as the listeners.
-    const factory = hostSocketFactory({ mark: config.packetMark, reusePort: config.portReuse });
-    const hbone: HboneClient = createHboneClient({ certificates: identities, connectSocket: factory.connect, logger: root, closeDeadlineMs: config.terminationDeadlineMs });
-    owned.push(hbone);
+    /**
+     * One workload's proxy and its own HBONE pool, both on `factory`'s sockets (ztunnel keeps a pool per
+     * proxied workload: in-pod, a pod's tunnels leave from the pod). Closing closes both.
+     */
+    const startProxyWithPool = async (identity: SpiffeId, workload: () => Workload | undefined, factory: SocketFactory, logger: Logger) => {
+      const pool: HboneClient = createHboneClient({ certificates: identities, connectSocket: factory.connect, logger: root, closeDeadlineMs: config.terminationDeadlineMs });
+      try {
+        const started = await startWorkloadProxy({
+          identity,
+          workload,
+          state: store,
+          factory,
+          hbone: pool,
+          certificates: identities,
+          certificateEvents: certManager,
+          connections,
+          telemetry: { metrics, accessLog, network: config.network },
+          ports: config.proxyPorts,
+          logger,
+          drainMs: config.terminationDeadlineMs,
+        });
+        return { proxy: started, pool, close: () => closeInOrder([started, pool]) };
+      } catch (err) {
+        await pool.close().catch(() => {});
+        throw err;
+      }
+    };
 
-    let proxy: WorkloadProxy | undefined;
+    let dedicated: Awaited<ReturnType<typeof startProxyWithPool>> | undefined;
     if (dedicatedIdentity) {
-      proxy = await startWorkloadProxy({
-        identity: dedicatedIdentity,
-        workload: localWorkload,
-        state: store,
-        factory,
-        hbone,
-        certificates: identities,
-        certificateEvents: certManager,
-        connections,
-        telemetry: { metrics, accessLog, network: config.network },
-        ports: config.proxyPorts,
-        logger: root,
-        drainMs: config.terminationDeadlineMs,
-      });
-      owned.push(proxy);
+      dedicated = await startProxyWithPool(dedicatedIdentity, localWorkload, hostSocketFactory({ mark: config.packetMark, reusePort: config.portReuse }), root);
+      owned.push(dedicated);
     }
 
     // Shared (in-pod) mode: one proxy per pod, started and stopped by the node agent over ZDS.
     let manager: ProxyManager | undefined;
     let zds: ZdsClient | undefined;
     if (config.proxyMode === 'shared') {
-      const startPodProxy = async (pod: StartPodProxy): Promise<PodProxy> => {
-        const podFactory = inPodSocketFactory(pod.netnsFd, { mark: config.packetMark, reusePort: config.portReuse });
-        // The pod's own HBONE pool: its upstream sockets are created in the pod's namespace, as the rest of its sockets.
-        const podHbone = createHboneClient({ certificates: identities, connectSocket: podFactory.connect, logger: root, closeDeadlineMs: config.terminationDeadlineMs });
-        try {
-          const podProxy = await startWorkloadProxy({
-            identity: pod.identity,
-            workload: pod.workload,
-            state: store,
-            factory: podFactory,
-            hbone: podHbone,
-            certificates: identities,
-            certificateEvents: certManager,
-            connections,
-            telemetry: { metrics, accessLog, network: config.network },
-            ports: config.proxyPorts,
-            logger: root.child({ uid: pod.uid, pod: `${pod.info.namespace}/${pod.info.name}` }),
-            drainMs: config.terminationDeadlineMs,
-          });
-          return { close: () => closeInOrder([podProxy, podHbone]) };
-        } catch (err) {
-          await podHbone.close().catch(() => {});
-          throw err;
-        }
-      };
+      const startPodProxy = (pod: StartPodProxy): Promise<PodProxy> =>
+        startProxyWithPool(
+          pod.identity,
+          pod.workload,
+          inPodSocketFactory(pod.netnsFd, { mark: config.packetMark, reusePort: config.portReuse }),
+          root.child({ uid: pod.uid, pod: `${pod.info.namespace}/${pod.info.name}` }),
+        );
       manager = new ProxyManager({ trustDomain: config.trustDomain, state: store, startProxy: startPodProxy, netns: { inode: netnsInode, close: closeFd }, readiness, logger: root });
       owned.push(manager);
       zds = startZdsClient({ path: config.inpodUds, handler: manager, logger: root, closeFd });
@@ -188,7 +180,7 @@ export async function startZtunnel(config: ZtunnelConfig, options: ZtunnelOption
       try {
         // The proxy drains first (its deadline bounds the whole shutdown), then the rest, newest first.
         // In shared mode the ZDS client stops first (no new pods), then the pod proxies drain.
-        const first: Handle[] = [...(proxy ? [proxy] : []), ...(zds ? [zds] : []), ...(manager ? [manager] : [])];
+        const first: Handle[] = [...(dedicated ? [dedicated] : []), ...(zds ? [zds] : []), ...(manager ? [manager] : [])];
         await closeInOrder([...first, ...owned.filter((h) => !first.includes(h)).reverse()]);
       } catch (err) {
         log.error({ code: errorCode(err), err: errorMessage(err) }, 'shutdown failed in part');
@@ -206,7 +198,7 @@ export async function startZtunnel(config: ZtunnelConfig, options: ZtunnelOption
         return identityCertificateDump(id, parsed.ok ? certManager.peek(parsed.value) : undefined);
       }),
       ...(manager ? { workloadState: manager.dump() } : {}),
-      connections: { inbound: connections.dump(), ...(proxy ? { proxy: proxy.stats() } : {}), hbonePool: hbone.stats() },
+      connections: { inbound: connections.dump(), ...(dedicated ? { proxy: dedicated.proxy.stats(), hbonePool: dedicated.pool.stats() } : {}) },
       config: toJson(publicConfig(config)),
       version: { version: '0.1.0', istioVersion: config.istioVersion ?? 'unknown', runtime: `node ${process.version}` },
     });
@@ -224,7 +216,7 @@ export async function startZtunnel(config: ZtunnelConfig, options: ZtunnelOption
       registry,
       stopped,
       close: shutdown,
-      ports: () => ({ admin: admin.address().port, stats: stats.address().port, readiness: ready.address().port, proxy: proxy?.ports() }),
+      ports: () => ({ admin: admin.address().port, stats: stats.address().port, readiness: ready.address().port, proxy: dedicated?.proxy.ports() }),
     };
   } catch (err) {
     await closeInOrder([...owned].reverse()).catch(() => {});
