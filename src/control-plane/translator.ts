@@ -221,6 +221,19 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     this.#schedule();
   }
 
+  /** The pods scheduled on a node (CA node authorization). */
+  *podsOnNode(node: string): Generator<Pod> {
+    for (const key of this.#podsByNode.get(node) ?? []) {
+      const pod = this.#get<Pod>('Pod', key);
+      if (pod) yield pod;
+    }
+  }
+
+  /** One stored object. */
+  object(kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
+    return this.#get(kind, namespace ? `${namespace}/${name}` : name);
+  }
+
   /** The translation outcome of one object (problems, conditions), if it had any. */
   reportOf(kind: string, namespace: string | undefined, name: string): ObjectReport | undefined {
     return this.#reports.get(refOf(kind, namespace ? `${namespace}/${name}` : name));
