@@ -229,6 +229,11 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     }
   }
 
+  /** Every stored object of a kind. */
+  objectsOf(kind: string): KubeObject[] {
+    return [...(this.#objects.get(kind)?.values() ?? [])];
+  }
+
   /** One stored object. */
   object(kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
     return this.#get(kind, namespace ? `${namespace}/${name}` : name);
