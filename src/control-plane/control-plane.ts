@@ -213,7 +213,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
     log.info({ mode: config.mode, ...translator.stats() }, 'sources synced');
     if (kubeConfig && config.enableStatus) handles.unshift(startStatusWriter({ kubeConfig, translator, logger: options.logger }));
 
-    xds = xdsService({ snapshot, logger: options.logger });
+    xds = xdsService({ snapshot, logger: options.logger, typeUrls: [TypeUrl.address, TypeUrl.authorization, ...translator.extensionTypeUrls()] });
     const ca_ = caService({
       ca,
       authenticator,

@@ -61,6 +61,8 @@ export interface TranslatorExtension {
   readonly name: string;
   /** The kinds it translates; their changes come to `apply`, and sources are asked to watch them. */
   readonly kinds: readonly string[];
+  /** The xDS type URLs it writes into the snapshot; the control plane's ADS server serves them too. */
+  readonly typeUrls?: readonly string[];
   /** Called inside the flush's snapshot batch with the changes of its kinds since the last call (all of them at the first). */
   apply(changes: readonly ObjectChange[], context: ExtensionContext): void;
 }
@@ -180,6 +182,11 @@ export class Translator extends EventEmitter<TranslatorEvents> {
   /** Kinds the extensions want, beyond the core ones. */
   extensionKinds(): string[] {
     return [...new Set(this.#extensions.flatMap((e) => e.kinds))];
+  }
+
+  /** The type URLs the extensions write. */
+  extensionTypeUrls(): string[] {
+    return [...new Set(this.#extensions.flatMap((e) => e.typeUrls ?? []))];
   }
 
   /** Stops flushing until `release()` (sources loading their first lists); holds nest. */
