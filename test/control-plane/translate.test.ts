@@ -222,3 +222,29 @@ test('bad input: counted against the object, the rest translated', (t) => {
   t.deepEqual(translator.reportOf('WorkloadEntry', 'ns1', 'noaddr')?.problems, ['spec.address: is required']);
   t.is(translator.problems().length, 4, 'the unnamed pod too');
 });
+
+test('EndpointSlice endpoints without a pod are HOST_NETWORK workloads of their Service; pod endpoints and FQDN slices are not', (t) => {
+  const slice = (name: string, addressType: string, endpoints: unknown[]): Obj => [
+    'EndpointSlice',
+    { metadata: { name, namespace: 'ns1', labels: { 'kubernetes.io/service-name': 'manual' } }, addressType, endpoints, ports: [{ name: 'web', port: 8080 }, { name: 'dns', port: 53, protocol: 'UDP' }] } as KubeObject,
+  ];
+  const { workload, json, translator } = translate([
+    pod('p'),
+    svc('manual', { selector: undefined, ports: [{ name: 'web', port: 80 }, { name: 'dns', port: 53, protocol: 'UDP' }] }),
+    slice('manual-a', 'IPv4', [
+      { addresses: ['10.0.0.1'], targetRef: { kind: 'Pod', name: 'p' } },
+      { addresses: ['192.168.1.5'], nodeName: 'n9' },
+      { addresses: ['192.168.1.6'], conditions: { ready: false } },
+      { addresses: ['bogus'] },
+    ]),
+    slice('manual-fqdn', 'FQDN', [{ addresses: ['db.example.com'] }]),
+  ]);
+  const uid = (ip: string) => `Kubernetes/discovery.k8s.io/EndpointSlice/ns1/manual-a/${ip}`;
+  t.like(workload(uid('192.168.1.5')), { addresses: ['192.168.1.5'], networkMode: 'HOST_NETWORK', status: 'HEALTHY', node: 'n9', tunnelProtocol: 'NONE', authorizationPolicies: [] });
+  t.deepEqual((workload(uid('192.168.1.5'))?.services as unknown as Record<string, unknown>)['ns1/manual.ns1.svc.cluster.local'], [{ servicePort: 80, targetPort: 8080, appProtocol: 'UNKNOWN' }]);
+  t.like(workload(uid('192.168.1.6')), { status: 'UNHEALTHY' });
+  t.is(workload(uid('10.0.0.1')), undefined, 'the pod endpoint is the pod workload');
+  t.truthy(workload(UID));
+  t.deepEqual(Object.keys(json.addresses).filter((k) => k.includes('EndpointSlice')).sort(), [uid('192.168.1.5'), uid('192.168.1.6')]);
+  t.deepEqual(translator.reportOf('EndpointSlice', 'ns1', 'manual-a')?.problems, ['endpoints[3].addresses[0]: "bogus" is not an IP address']);
+});
