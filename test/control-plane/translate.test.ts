@@ -248,3 +248,22 @@ test('EndpointSlice endpoints without a pod are HOST_NETWORK workloads of their 
   t.deepEqual(Object.keys(json.addresses).filter((k) => k.includes('EndpointSlice')).sort(), [uid('192.168.1.5'), uid('192.168.1.6')]);
   t.deepEqual(translator.reportOf('EndpointSlice', 'ns1', 'manual-a')?.problems, ['endpoints[3].addresses[0]: "bogus" is not an IP address']);
 });
+
+test('canary waypoint: weighted_waypoints [primary 100-w, canary w] with the primary as waypoint; a bad weight or a missing canary is a problem', (t) => {
+  const canary = (weight: string, canaryName = 'wp2'): Obj[] => [
+    waypoint('wp', 'ns1'),
+    waypoint('wp2', 'ns1'),
+    svc('s', {}, { 'istio.io/use-waypoint': 'wp', 'istio.io/use-waypoint-canary': canaryName }, { 'istio.io/use-waypoint-canary-weight': weight }),
+  ];
+  const ok = translate(canary('20'));
+  t.deepEqual(ok.service(SVC)?.waypoint, HOST_WP('wp', 'ns1'));
+  t.deepEqual(ok.service(SVC)?.weightedWaypoints, [{ destination: HOST_WP('wp', 'ns1'), weight: 80 }, { destination: HOST_WP('wp2', 'ns1'), weight: 20 }]);
+  const bad = translate(canary('150'));
+  t.deepEqual(bad.service(SVC)?.weightedWaypoints, []);
+  t.deepEqual(bad.translator.reportOf('Service', 'ns1', 's')?.problems, ['metadata.annotations["istio.io/use-waypoint-canary-weight"]: must be 0-100, got "150"; no canary']);
+  const missing = translate(canary('10', 'ghost'));
+  t.deepEqual(missing.service(SVC)?.weightedWaypoints, []);
+  t.regex(missing.translator.reportOf('Service', 'ns1', 's')?.problems[0] ?? '', /canary waypoint ns1\/ghost is not usable \(WaypointIsNotReady\)/);
+  const fromNamespace = translate([waypoint('wp', 'ns1'), waypoint('wp2', 'ns1'), ns('ns1', { 'istio.io/use-waypoint': 'wp', 'istio.io/use-waypoint-canary': 'wp2' }, { 'istio.io/use-waypoint-canary-weight': '50' }), svc('s', {})]);
+  t.deepEqual(fromNamespace.service(SVC)?.weightedWaypoints.map((w) => w.weight), [50, 50]);
+});
