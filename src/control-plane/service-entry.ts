@@ -20,8 +20,8 @@ import { canonicalName, canonicalRevision, servicePortsForPod, TUNNEL_LABEL, wor
  *   `addresses`, anything else → `hostname`; network, service account, locality (`region/zone/subzone`), `weight`
  *   → capacity; always HEALTHY; its services are the selecting ServiceEntries and Kubernetes Services.
  * - Not done: auto-allocated VIPs for entries without addresses, DNS-resolution entries without endpoints (the
- *   implicit per-host workload), hostname collisions between several entries (each is published as written; a
- *   Kubernetes Service with the same key wins).
+ *   implicit per-host workload). Host collisions in a namespace (the translator): a Kubernetes Service wins, else
+ *   the oldest entry; the losers report a problem.
  */
 
 const SE_PROTOCOLS: Readonly<Record<string, AppProtocol>> = { HTTP: 'HTTP11', HTTP2: 'HTTP2', GRPC: 'GRPC', HTTPS: 'TLS', TLS: 'TLS', TCP: 'TCP' };

@@ -159,6 +159,8 @@ export class Translator extends EventEmitter<TranslatorEvents> {
   /** namespace → policy key → selector, for the sent WORKLOAD_SELECTOR policies. */
   readonly #selectorPolicies = new Map<string, Map<string, Readonly<Record<string, string>>>>();
   readonly #published = new Map<Ref, Published>();
+  /** typeUrl\0name → the source that last wrote it. */
+  readonly #owners = new Map<string, Ref>();
   readonly #reports = new Map<Ref, ObjectReport>();
   /** waypoint key → refs that looked it up; and back. */
   readonly #waypointUsers = new Map<string, Set<Ref>>();
@@ -300,10 +302,21 @@ export class Translator extends EventEmitter<TranslatorEvents> {
           outputs = { addresses: new Map(), policies: new Map(), workloads: 0 };
         }
         const before = this.#published.get(ref) ?? EMPTY_PUBLISHED;
-        for (const name of before.addresses) if (!outputs.addresses.has(name)) count(this.#snapshot.delete(TypeUrl.address, name));
-        for (const name of before.policies) if (!outputs.policies.has(name)) count(this.#snapshot.delete(TypeUrl.authorization, name));
-        for (const [name, bytes] of outputs.addresses) count(this.#snapshot.set(TypeUrl.address, name, bytes));
-        for (const [name, bytes] of outputs.policies) count(this.#snapshot.set(TypeUrl.authorization, name, bytes));
+        // A name another source has taken over since (a host moving between ServiceEntries) is not ours to delete.
+        const drop = (typeUrl: string, name: string) => {
+          const owner = `${typeUrl}\u0000${name}`;
+          if (this.#owners.get(owner) !== ref) return;
+          this.#owners.delete(owner);
+          count(this.#snapshot.delete(typeUrl, name));
+        };
+        const put = (typeUrl: string, name: string, bytes: Buffer) => {
+          this.#owners.set(`${typeUrl}\u0000${name}`, ref);
+          count(this.#snapshot.set(typeUrl, name, bytes));
+        };
+        for (const name of before.addresses) if (!outputs.addresses.has(name)) drop(TypeUrl.address, name);
+        for (const name of before.policies) if (!outputs.policies.has(name)) drop(TypeUrl.authorization, name);
+        for (const [name, bytes] of outputs.addresses) put(TypeUrl.address, name, bytes);
+        for (const [name, bytes] of outputs.policies) put(TypeUrl.authorization, name, bytes);
         if (outputs.addresses.size === 0 && outputs.policies.size === 0) this.#published.delete(ref);
         else this.#published.set(ref, { addresses: [...outputs.addresses.keys()], policies: [...outputs.policies.keys()], workloads: outputs.workloads });
         this.#trackWaypoints(ref, report.waypoints);
@@ -475,6 +488,8 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         break;
       case 'ServiceEntry': {
         this.#dirty.add(refOf(kind, key));
+        // Host collisions: the namespace's other entries may win or lose a host now.
+        this.#markNamespace('ServiceEntry', ns);
         this.#markNamespace('WorkloadEntry', ns);
         break;
       }
@@ -547,8 +562,15 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         if (!se) break;
         const ns = nsOf(se);
         const k8sHostnames = new Set([...this.#inNamespace<KubeService>('Service', ns)].map((s) => `${s.metadata?.name ?? ''}.${ns}.svc.${this.settings.domainSuffix}`));
+        const older = (other: ServiceEntry) => {
+          const a = other.metadata?.creationTimestamp ?? '';
+          const b = se.metadata?.creationTimestamp ?? '';
+          return a !== b ? a < b : (other.metadata?.name ?? '') < (se.metadata?.name ?? '');
+        };
         for (const s of serviceEntryServices(this.view, se, report)) {
+          const winner = [...this.#inNamespace<ServiceEntry>('ServiceEntry', ns)].find((o) => o !== se && (o.spec?.hosts ?? []).includes(s.hostname) && older(o));
           if (k8sHostnames.has(s.hostname)) report.problem('spec.hosts', `${s.hostname} is a Kubernetes Service's hostname; the Service wins`);
+          else if (winner) report.problem('spec.hosts', `${s.hostname} is also a host of the older ServiceEntry ${ns}/${winner.metadata?.name ?? ''}, which wins`);
           else service(s);
         }
         for (const w of serviceEntryWorkloads(this.view, se, report)) workload(w);
