@@ -9,6 +9,7 @@ import {
   labelsOf, objectKey, selectorMatches, type EndpointSlice, type Gateway, type GatewayClass, type KubeAuthorizationPolicy, type KubeObject,
   type KubeService, type Namespace, type Node, type PeerAuthentication, type Pod, type ServiceEntry, type WorkloadEntry,
 } from './kube-objects.ts';
+import { conformObject } from './conform.ts';
 import { endpointSliceWorkloads } from './endpoint-slice.ts';
 import { convertPeerAuthentication, staticStrictPolicy, STATIC_STRICT_NAME } from './peer-authentication.ts';
 import { Report, type ObjectReport } from './report.ts';
@@ -112,6 +113,8 @@ const splitRef = (ref: Ref): [string, string] => {
   return [ref.slice(0, i), ref.slice(i + 1)];
 };
 const STATIC_REF = refOf('StaticPolicy', STATIC_STRICT_NAME);
+/** Kinds translated into resources of their own (their reports come from the flush). */
+const COMPUTED_KINDS: ReadonlySet<string> = new Set(['Pod', 'Service', 'ServiceEntry', 'WorkloadEntry', 'AuthorizationPolicy', 'PeerAuthentication', 'EndpointSlice']);
 
 interface Published {
   readonly addresses: readonly string[];
@@ -166,6 +169,8 @@ export class Translator extends EventEmitter<TranslatorEvents> {
   readonly #waypointUsers = new Map<string, Set<Ref>>();
   readonly #usedWaypoints = new Map<Ref, Set<string>>();
   readonly #dirty = new Set<Ref>();
+  /** Fields dropped at the door (wrong types), per object. */
+  readonly #inputProblems = new Map<Ref, readonly string[]>();
   readonly #pendingExtension = new Map<TranslatorExtension, ObjectChange[]>();
   #held = 0;
   #scheduled = false;
@@ -203,12 +208,20 @@ export class Translator extends EventEmitter<TranslatorEvents> {
 
   /** Applies one object change from a source. */
   change(change: ObjectChange): void {
-    const { kind, type, object } = change;
+    const { kind, type } = change;
+    const conformed = conformObject(kind, change.object);
+    const object = conformed.object;
     const key = objectKey(object);
     if (!object.metadata?.name) {
-      this.#setReport(refOf(kind, key || '<unnamed>'), kind, key || '<unnamed>', { problems: ['metadata.name: required; object ignored'], conditions: [] });
+      const name = key || '<unnamed>';
+      this.#setReport(refOf(kind, name), kind, name, { problems: [...conformed.problems, 'metadata.name: required; object ignored'], conditions: [] });
       return;
     }
+    const ref = refOf(kind, key);
+    if (type === 'upsert' && conformed.problems.length > 0) this.#inputProblems.set(ref, conformed.problems);
+    else this.#inputProblems.delete(ref);
+    // Kinds without outputs of their own report their input problems now.
+    if (!COMPUTED_KINDS.has(kind)) this.#setReport(ref, kind, key, { problems: [...(this.#inputProblems.get(ref) ?? [])], conditions: [] });
     const previous = this.#objects.get(kind)?.get(key);
     if (type === 'upsert') this.#store(kind, key, object, previous);
     else if (previous) this.#unstore(kind, key, previous);
@@ -294,6 +307,7 @@ export class Translator extends EventEmitter<TranslatorEvents> {
       for (const ref of dirty) {
         const [kind, key] = splitRef(ref);
         const report = new Report();
+        report.problems.push(...(this.#inputProblems.get(ref) ?? []));
         let outputs: Outputs;
         try {
           outputs = this.#compute(kind, key, report);
