@@ -302,3 +302,22 @@ test('a host moves to the next oldest ServiceEntry when the winner goes, whateve
     t.is(snapshotJson(snapshot).addresses['ns1/shared.example.com'], undefined);
   }
 });
+
+test('Workload.authorization_policies: sent selector policies of its namespace and the root namespace that match, sorted, then PeerAuthentication\'s', (t) => {
+  const ap = (namespace: string, name: string, spec: Record<string, unknown>, annotations: Record<string, string> = {}): Obj => ['AuthorizationPolicy', { metadata: { name, namespace, annotations }, spec } as KubeObject];
+  const match = { selector: { matchLabels: { app: 'web' } }, rules: [{}] };
+  const { workload } = translate([
+    pod('p'),
+    ap('ns1', 'z-local', match),
+    ap('ns1', 'a-local', match),
+    ap('istio-system', 'mesh-wide', match),
+    ap('ns2', 'elsewhere', match),
+    ap('ns1', 'not-matching', { selector: { matchLabels: { app: 'db' } }, rules: [{}] }),
+    ap('ns1', 'namespace-scope', { rules: [{}] }),
+    ap('ns1', 'custom', { ...match, action: 'CUSTOM', provider: { name: 'x' } }),
+    ap('ns1', 'dry', match, { 'istio.io/dry-run': 'true' }),
+    ap('ns1', 'at-waypoint', { ...match, targetRefs: [{ kind: 'Gateway', name: 'wp' }] }),
+    ['PeerAuthentication', { metadata: { name: 'default', namespace: 'istio-system' }, spec: { mtls: { mode: 'STRICT' } } } as KubeObject],
+  ]);
+  t.deepEqual(workload(UID)?.authorizationPolicies, ['istio-system/istio_converted_static_strict', 'istio-system/mesh-wide', 'ns1/a-local', 'ns1/z-local']);
+});
