@@ -119,6 +119,7 @@ function entryWorkload(
   services: Map<string, Port[]>,
   path: string,
   report: Report,
+  bindingCondition: boolean,
 ): Workload | undefined {
   const namespace = owner.metadata?.namespace ?? '';
   const address = spec.address ?? '';
@@ -138,7 +139,7 @@ function entryWorkload(
   }
   const locality = parseLocality(spec.locality);
   // A WorkloadEntry's own labels (metadata) and spec labels both select and both name it.
-  const binding = resolveWaypoint(view, { metadata: { ...owner.metadata, labels } }, 'workload', report);
+  const binding = resolveWaypoint(view, { metadata: { ...owner.metadata, labels } }, 'workload', report, bindingCondition);
   return {
     uid,
     name,
@@ -187,7 +188,7 @@ export function serviceEntryWorkloads(view: ClusterView, se: ServiceEntry, repor
   (se.spec?.endpoints ?? []).forEach((ep, i) => {
     const labels = { ...labelsOf(se), ...(ep.labels ?? {}) };
     const uid = serviceEntryWorkloadUid(view.settings.clusterId, namespace, name, ep.address ?? '');
-    const w = entryWorkload(view, se, uid, name, ep, labels, entryServiceMap(se, ep.ports, new Report()), `spec.endpoints[${i}]`, report);
+    const w = entryWorkload(view, se, uid, name, ep, labels, entryServiceMap(se, ep.ports, new Report()), `spec.endpoints[${i}]`, report, false);
     if (w) out.push(w);
   });
   return out;
@@ -215,5 +216,5 @@ export function workloadEntryToWorkload(view: ClusterView, we: WorkloadEntry, re
     const hostname = serviceHostname(svc.metadata?.name ?? '', namespace, view.settings.domainSuffix);
     services.set(`${namespace}/${hostname}`, servicePortsForPod(svc, new Map(Object.entries(spec.ports ?? {}))));
   }
-  return entryWorkload(view, we, workloadEntryUid(view.settings.clusterId, namespace, name), name, spec, labels, services, 'spec', report);
+  return entryWorkload(view, we, workloadEntryUid(view.settings.clusterId, namespace, name), name, spec, labels, services, 'spec', report, true);
 }

@@ -321,3 +321,12 @@ test('Workload.authorization_policies: sent selector policies of its namespace a
   ]);
   t.deepEqual(workload(UID)?.authorizationPolicies, ['istio-system/istio_converted_static_strict', 'istio-system/mesh-wide', 'ns1/a-local', 'ns1/z-local']);
 });
+
+test('WorkloadEntry waypoint binding: bound to a workload waypoint, with the WaypointBound condition Istio sets on it', (t) => {
+  const we = (name: string, wp: string): Obj => ['WorkloadEntry', { metadata: { name, namespace: 'ns1', labels: { 'istio.io/use-waypoint': wp } }, spec: { address: '192.0.2.1' } } as KubeObject];
+  const { workload, translator } = translate([waypoint('wl', 'ns1', { 'istio.io/waypoint-for': 'workload' }), waypoint('svc-only', 'ns1'), we('vm1', 'wl'), we('vm2', 'svc-only')]);
+  t.deepEqual(workload('Kubernetes/networking.istio.io/WorkloadEntry/ns1/vm1')?.waypoint, HOST_WP('wl', 'ns1'));
+  t.like(translator.reportOf('WorkloadEntry', 'ns1', 'vm1')?.conditions[0], { type: 'istio.io/WaypointBound', status: 'True' });
+  t.is(workload('Kubernetes/networking.istio.io/WorkloadEntry/ns1/vm2')?.waypoint, undefined);
+  t.like(translator.reportOf('WorkloadEntry', 'ns1', 'vm2')?.conditions[0], { type: 'istio.io/WaypointBound', status: 'False', reason: 'UnsupportedTrafficType' });
+});
