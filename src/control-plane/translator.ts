@@ -169,6 +169,9 @@ export class Translator extends EventEmitter<TranslatorEvents> {
   readonly #waypointUsers = new Map<string, Set<Ref>>();
   readonly #usedWaypoints = new Map<Ref, Set<string>>();
   readonly #dirty = new Set<Ref>();
+  /** Status set over the sources' (local mode), and the objects as the sources gave them. */
+  readonly #statusOverlay = new Map<Ref, Readonly<Record<string, unknown>>>();
+  readonly #sourceObjects = new Map<Ref, KubeObject>();
   /** Fields dropped at the door (wrong types), per object. */
   readonly #inputProblems = new Map<Ref, readonly string[]>();
   readonly #pendingExtension = new Map<TranslatorExtension, ObjectChange[]>();
@@ -209,7 +212,7 @@ export class Translator extends EventEmitter<TranslatorEvents> {
   /** Applies one object change from a source. */
   change(change: ObjectChange): void {
     const { kind, type } = change;
-    const conformed = conformObject(kind, change.object);
+    const conformed = conformObject(kind, this.#withOverlay(kind, change.object));
     const object = conformed.object;
     const key = objectKey(object);
     if (!object.metadata?.name) {
@@ -218,6 +221,8 @@ export class Translator extends EventEmitter<TranslatorEvents> {
       return;
     }
     const ref = refOf(kind, key);
+    if (type === 'upsert') this.#sourceObjects.set(ref, change.object);
+    else this.#sourceObjects.delete(ref);
     if (type === 'upsert' && conformed.problems.length > 0) this.#inputProblems.set(ref, conformed.problems);
     else this.#inputProblems.delete(ref);
     // Kinds without outputs of their own report their input problems now.
@@ -230,6 +235,25 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     this.#markDependents(kind, key, current, previous);
     for (const ext of this.#extensions) if (ext.kinds.includes(kind)) this.#pendingExtension.get(ext)!.push(change);
     this.#schedule();
+  }
+
+  /**
+   * Sets (or with undefined, clears) the `status` of an object over what its source says, and keeps it there
+   * across later changes from the source. For local mode, where no API server holds status: the waypoint
+   * controller publishes a Gateway's address with `overlayStatus('Gateway', ns, name, { addresses: [...] })`.
+   */
+  overlayStatus(kind: string, namespace: string | undefined, name: string, status: Readonly<Record<string, unknown>> | undefined): void {
+    const key = namespace ? `${namespace}/${name}` : name;
+    const ref = refOf(kind, key);
+    if (status === undefined) this.#statusOverlay.delete(ref);
+    else this.#statusOverlay.set(ref, status);
+    const source = this.#sourceObjects.get(ref);
+    if (source) this.change({ kind, type: 'upsert', object: source });
+  }
+
+  #withOverlay(kind: string, obj: KubeObject): KubeObject {
+    const status = this.#statusOverlay.get(refOf(kind, objectKey(obj)));
+    return status === undefined ? obj : ({ ...obj, status } as KubeObject);
   }
 
   /** Recomputes everything (what the first full push does). */
