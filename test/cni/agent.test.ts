@@ -191,7 +191,7 @@ async function rig(t: ExecutionContext, procfs: 'empty' | 'pod'): Promise<Rig> {
 }
 
 /** CNI ADD for default/web through the real shim; returns the run and the prevResult it was given. */
-async function cniAdd(rig: Rig): Promise<{ run: ShimRun; prev: unknown }> {
+async function cniAdd(rig: Rig, netns = namedNetnsPath(rig.pod.name)): Promise<{ run: ShimRun; prev: unknown }> {
   const prev = {
     cniVersion: '1.0.0',
     interfaces: [{ name: 'eth0', sandbox: namedNetnsPath(rig.pod.name) }],
@@ -211,7 +211,7 @@ async function cniAdd(rig: Rig): Promise<{ run: ShimRun; prev: unknown }> {
     AMBIENT_CNI_SOCKET: rig.config.pluginSocket,
     CNI_COMMAND: 'ADD',
     CNI_CONTAINERID: 'c0ffee',
-    CNI_NETNS: namedNetnsPath(rig.pod.name),
+    CNI_NETNS: netns,
     CNI_IFNAME: 'eth0',
     CNI_PATH: '/opt/cni/bin',
     CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=c0ffee',
@@ -258,6 +258,28 @@ test('CNI ADD through the real shim enrols the pod (rules, ztunnel listeners, an
   t.notRegex(await iptablesSave(r.host), /ISTIO_POSTRT/);
   const sets = await promisify(execFile)('ip', ['netns', 'exec', r.host.name, 'ipset', 'list', '-n']);
   t.notRegex(sets.stdout, /istio-inpod-probes/);
+});
+
+test('CNI ADD with a netns that no longer exists: CNI error JSON naming it, nothing applied, no annotation, the agent keeps serving', async (t) => {
+  if (!requireNetns(t)) return;
+  const r = await rig(t, 'empty');
+  const agent = await r.startAgent();
+  const gone = '/var/run/netns/an-gone-' + process.pid;
+  const { run } = await cniAdd(r, gone);
+  t.is(run.code, 1);
+  const error = JSON.parse(run.stdout) as { code: number; msg: string; details?: string };
+  t.true(error.code > 0);
+  t.true(`${error.msg} ${error.details ?? ''}`.includes(gone), run.stdout);
+  t.deepEqual(agent.pods(), [], 'the pod is not tracked');
+  t.is(annotation(r.fake), undefined);
+  t.notRegex(await iptablesSave(r.pod), /ISTIO_/, 'no rules anywhere');
+  t.deepEqual(await listProbeIps({ kind: 'name', name: r.host.name }), []);
+  t.true(r.log.records.some((rec) => rec['code'] === 'CNI_POD_NETNS_FAILED'), 'logged with its code');
+
+  // The same pod with its real netns is then enrolled normally.
+  const ok = await cniAdd(r);
+  t.is(ok.run.code, 0, ok.run.stdout);
+  await until(() => annotation(r.fake) === 'enabled', 'the annotation after the good ADD');
 });
 
 test('an agent that cannot ask the API server at shutdown leaves the host rules in place (upgrade-safe)', async (t) => {
