@@ -113,17 +113,20 @@ export function primaryNetwork(name: string, podCidr: string, ipamDir: string): 
 
 export const LOOPBACK: NetConfList = { name: 'cni-loopback', cniVersion: CNI_VERSION, plugins: [{ type: 'loopback' }] };
 
-/** Sets kubelet's view of the pod's IP, keeping whatever the agent wrote meanwhile (retries on a conflict). */
-export async function setPodIp(fake: FakeKube, namespace: string, name: string, ip: string): Promise<void> {
+/**
+ * Sets kubelet's view of the pod's IP (and, with `ready`, its Ready condition), keeping whatever the agent
+ * wrote meanwhile (retries on a conflict).
+ */
+export async function setPodIp(fake: FakeKube, namespace: string, name: string, ip: string, options: { readonly ready?: boolean } = {}): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     const current = fake.get('pods', namespace, name) as KubeObjectJson;
     const status = (current['status'] ?? {}) as Json;
+    const conditions = options.ready ? { conditions: [{ type: 'Ready', status: 'True' }] } : {};
     try {
-      fake.update('pods', { ...current, status: { ...status, phase: 'Running', podIP: ip, podIPs: [{ ip }] } } as Parameters<FakeKube['update']>[1]);
+      fake.update('pods', { ...current, status: { ...status, phase: 'Running', podIP: ip, podIPs: [{ ip }], ...conditions } } as Parameters<FakeKube['update']>[1]);
       return;
     } catch (err) {
       if ((err as { status?: number }).status !== 409 || attempt > 20) throw err;
     }
   }
 }
-
