@@ -97,6 +97,11 @@ export const ErrorCode = {
   // kube (list+watch of the Kubernetes API)
   KUBE_REQUEST_FAILED: 'KUBE_REQUEST_FAILED',
   KUBE_HANDLER_FAILED: 'KUBE_HANDLER_FAILED',
+  // control plane (translation, sources, CA authorization)
+  CP_INVALID_OBJECT: 'CP_INVALID_OBJECT',
+  CP_CONFIG_DIR_FAILED: 'CP_CONFIG_DIR_FAILED',
+  CP_TOKEN_REVIEW_FAILED: 'CP_TOKEN_REVIEW_FAILED',
+  CP_START_FAILED: 'CP_START_FAILED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
