@@ -30,6 +30,13 @@ async function main(args: readonly string[]): Promise<number> {
         return 0;
       }
       return ztunnelConfigCommand(rest, io);
+    case 'waypoint':
+    case 'waypoints':
+    case 'wp': {
+      // Loaded only here: @kubernetes/client-node takes a while to load, and ztunnel-config does not need it.
+      const { waypointCommand } = await import('./waypoint-command.ts');
+      return waypointCommand(rest, io);
+    }
     case '--help':
     case '-h':
     case 'help':
