@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { CNI_AGENT_FLAGS, parseCniAgentConfig } from '../cni/agent-config.ts';
 import { startCniAgent } from '../cni/agent.ts';
+import { CONTROL_PLANE_FLAGS, parseControlPlaneConfig } from '../control-plane/config.ts';
+import { startControlPlane } from '../control-plane/control-plane.ts';
 import { errorCode, errorMessage } from '../core/errors.ts';
 import { createLogger, type Logger, type LogLevel } from '../core/logger.ts';
 import type { Result } from '../core/result.ts';
@@ -21,6 +23,11 @@ usage: ambientd cni-agent [flags]
   The node agent (plugin event socket, ZDS server, pod reconciliation). NODE_NAME is required; each
   flag overrides the environment variable named after it:
 ${Object.entries(CNI_AGENT_FLAGS).map(([f, env]) => `    --${f} (${env})`).join('\n')}
+usage: ambientd control-plane [flags]
+  Delta ADS and the CA on 15012 (gRPC over TLS), metrics on 15014, readiness on 15021; from the Kubernetes API
+  (KUBECONFIG, else in-cluster) or, with --config-dir, a folder of YAML objects. Also CLUSTER_ID, TRUST_DOMAIN,
+  POD_NAMESPACE, CA_TRUSTED_NODE_ACCOUNTS, ...; each flag overrides the environment variable named after it:
+${Object.entries(CONTROL_PLANE_FLAGS).map(([f, env]) => `    --${f} (${env})`).join('\n')}
 `;
 
 /** The configuration, or exit code 2 with every problem and the usage on stderr. */
@@ -102,6 +109,35 @@ async function cniAgent(args: readonly string[]): Promise<number> {
   return 0;
 }
 
+async function controlPlane(args: readonly string[]): Promise<number> {
+  const { flags, errors } = parseFlags(args);
+  const config = configOrUsage('control-plane', errors, parseControlPlaneConfig(flags, process.env));
+  if (!config) return 2;
+  const logger = createLogger({ level: config.logLevel });
+  let cp;
+  try {
+    cp = await startControlPlane(config, { logger });
+  } catch (err) {
+    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'control plane failed to start');
+    return 1;
+  }
+  const running = cp;
+  const signals = closeOnSignals(logger, () => running.close());
+  try {
+    await running.ready;
+  } catch (err) {
+    if (signals.requested()) {
+      await signals.closed;
+      return 0;
+    }
+    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'control plane failed to start');
+    await running.close();
+    return 1;
+  }
+  await signals.closed;
+  return 0;
+}
+
 const [component, ...rest] = process.argv.slice(2);
 switch (component) {
   case 'ztunnel':
@@ -109,6 +145,9 @@ switch (component) {
     break;
   case 'cni-agent':
     process.exitCode = await cniAgent(rest);
+    break;
+  case 'control-plane':
+    process.exitCode = await controlPlane(rest);
     break;
   default:
     process.stderr.write(USAGE);
