@@ -15,6 +15,7 @@ import {
   CONTROLLER_VERSION,
   decideWaypoint,
   Label,
+  normalizeGateway,
   sameStatus,
   serviceIps,
   waypointStatus,
@@ -61,7 +62,10 @@ export interface LocalModeOptions {
   readonly kind: 'local';
   readonly gateways: ObjectFeed<Gateway>;
   readonly launcher: WaypointLauncher;
-  /** Each Gateway's status as it changes (`undefined` once the Gateway is gone). */
+  /**
+   * Each Gateway's status when it changes or the source's copy lacks it (`undefined` once the
+   * Gateway is gone). Its only address is the waypoint's IP: no Service carries the hostname here.
+   */
   readonly onStatus?: (key: string, status: GatewayStatus | undefined, gateway: Gateway | undefined) => void;
   /** The address each waypoint gets (its INSTANCE_IP and the Gateway address); 127.0.10.N by default. */
   readonly addressFor?: (key: string) => string;
@@ -138,7 +142,9 @@ export function startWaypointController(options: WaypointControllerOptions): Way
     gateways = mode.gateways;
   }
 
-  const onGateway = (gw: Gateway): void => enqueue(keyOf(gw.metadata.namespace, gw.metadata.name));
+  const onGateway = (gw: Gateway): void => {
+    if (typeof gw?.metadata?.name === 'string') enqueue(keyOf(gw.metadata.namespace, gw.metadata.name));
+  };
   gateways.on('add', onGateway);
   gateways.on('update', onGateway);
   gateways.on('delete', onGateway);
@@ -313,8 +319,9 @@ export function startWaypointController(options: WaypointControllerOptions): Way
       });
     }
     const before = statuses.get(key) ?? gw.status;
-    const status = waypointStatus({ ...gw, ...(before ? { status: before } : {}) }, decision, { metadata: { name: decision.name }, spec: { clusterIP: entry.address } }, now());
-    if (!statuses.has(key) || !sameStatus(statuses.get(key), status)) {
+    const status = waypointStatus({ ...gw, ...(before ? { status: before } : {}) }, decision, { metadata: { name: decision.name }, spec: { clusterIP: entry.address } }, now(), { hostname: false });
+    // Told again when the source's copy lacks it (a reloaded file carries no status).
+    if (!statuses.has(key) || !sameStatus(statuses.get(key), status) || !sameStatus(gw.status, status)) {
       statuses.set(key, status);
       m.onStatus?.(key, status, gw);
     }
@@ -322,7 +329,9 @@ export function startWaypointController(options: WaypointControllerOptions): Way
 
   async function reconcile(key: string): Promise<void> {
     const [namespace, name] = splitKey(key);
-    const gw = gateways.get(namespace, name);
+    const raw = gateways.get(namespace, name);
+    const gw = raw === undefined ? undefined : normalizeGateway(raw);
+    if (raw !== undefined && gw === undefined) log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_REFUSED, gateway: key }, 'a Gateway without a usable metadata.name is skipped');
     const decision = gw ? decideWaypoint(gw, options.render) : undefined;
     if (decision?.kind === 'ignore') log.debug({ gateway: key, why: decision.why }, 'not ours');
     if (mode.kind === 'cluster') await reconcileCluster(key, gw, decision);
@@ -333,7 +342,7 @@ export function startWaypointController(options: WaypointControllerOptions): Way
   let resync: NodeJS.Timeout | undefined;
   const synced = (async () => {
     await Promise.all([gateways.synced, services?.synced]);
-    for (const gw of gateways.list()) enqueue(keyOf(gw.metadata.namespace, gw.metadata.name));
+    for (const gw of gateways.list()) onGateway(gw);
     while (pumping && !closed) await pumping;
   })();
   synced.catch(() => {});
@@ -341,7 +350,7 @@ export function startWaypointController(options: WaypointControllerOptions): Way
     resync = setInterval(() => {
       applied.clear();
       written.clear();
-      for (const gw of gateways.list()) enqueue(keyOf(gw.metadata.namespace, gw.metadata.name));
+      for (const gw of gateways.list()) onGateway(gw);
     }, mode.resyncMs ?? 300_000);
     resync.unref();
   }

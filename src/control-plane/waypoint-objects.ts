@@ -121,6 +121,36 @@ export interface ServiceView {
   readonly spec?: { readonly clusterIP?: string; readonly clusterIPs?: readonly string[]; readonly type?: string };
 }
 
+/**
+ * A Gateway as the controller may use it, from any source (the API, a hand-written YAML file):
+ * a name, a class and a listener list of the right shapes; listeners without a numeric port or a
+ * string protocol are kept with placeholder values so they are refused by `listenerVerdicts`.
+ * Anything else is undefined (the controller skips it and says why).
+ */
+export function normalizeGateway(value: unknown): Gateway | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  const obj = value as { metadata?: unknown; spec?: unknown; status?: unknown; apiVersion?: unknown };
+  const meta = obj.metadata as ObjectMeta | undefined;
+  if (!meta || typeof meta !== 'object' || typeof meta.name !== 'string' || meta.name === '') return undefined;
+  const spec = (obj.spec !== null && typeof obj.spec === 'object' ? obj.spec : {}) as Record<string, unknown>;
+  const listeners = (Array.isArray(spec['listeners']) ? spec['listeners'] : []).map((l: unknown, i: number): GatewayListener => {
+    const o = (l !== null && typeof l === 'object' ? l : {}) as Record<string, unknown>;
+    return {
+      ...o,
+      name: typeof o['name'] === 'string' ? o['name'] : `listener-${i}`,
+      port: typeof o['port'] === 'number' ? o['port'] : -1,
+      protocol: typeof o['protocol'] === 'string' ? o['protocol'] : '',
+    };
+  });
+  return {
+    apiVersion: typeof obj.apiVersion === 'string' ? obj.apiVersion : GATEWAY_API_VERSION,
+    kind: 'Gateway',
+    metadata: meta,
+    spec: { ...spec, gatewayClassName: typeof spec['gatewayClassName'] === 'string' ? spec['gatewayClassName'] : '', listeners } as Gateway['spec'],
+    ...(obj.status !== null && typeof obj.status === 'object' ? { status: obj.status as GatewayStatus } : {}),
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // istioctl waypoint generate / apply
 
@@ -443,8 +473,9 @@ function condition(previous: readonly Condition[] | undefined, next: Omit<Condit
  * The Gateway status for a decision and the Service as it is now. Programmed turns True, and the
  * addresses (the Service hostname, then its IPs) appear, only once the Service has a ClusterIP: the
  * control plane treats a waypoint as usable from the moment `status.addresses` is non-empty.
+ * `hostname: false` leaves the hostname out (local mode, where no Service carries that name).
  */
-export function waypointStatus(gateway: Gateway, decision: WaypointDecision, service: ServiceView | undefined, now: Date): GatewayStatus {
+export function waypointStatus(gateway: Gateway, decision: WaypointDecision, service: ServiceView | undefined, now: Date, options: { readonly hostname?: boolean } = {}): GatewayStatus {
   const previous = gateway.status?.conditions;
   const at = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
   const generation = gateway.metadata.generation;
@@ -476,7 +507,7 @@ export function waypointStatus(gateway: Gateway, decision: WaypointDecision, ser
   const ips = serviceIps(service);
   const programmed = ips.length > 0;
   return {
-    ...(programmed ? { addresses: [{ type: 'Hostname' as const, value: decision.hostname }, ...ips.map((value) => ({ type: 'IPAddress' as const, value }))] } : {}),
+    ...(programmed ? { addresses: [...(options.hostname === false ? [] : [{ type: 'Hostname' as const, value: decision.hostname }]), ...ips.map((value) => ({ type: 'IPAddress' as const, value }))] } : {}),
     conditions: [
       condition(previous, { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'Resource accepted', ...gen }, at),
       condition(
