@@ -159,6 +159,8 @@ export interface FakeTokenUser {
   readonly groups?: readonly string[];
   /** Audiences the token is valid for; none = any audience the review asks for. */
   readonly audiences?: readonly string[];
+  /** `user.extra`, e.g. a bound token's `authentication.kubernetes.io/node-name` and `pod-name`. */
+  readonly extra?: Readonly<Record<string, readonly string[]>>;
 }
 
 export interface FakeKube {
@@ -789,7 +791,7 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
       ...base,
       status: {
         authenticated: true,
-        user: { username: user.username, uid: user.uid ?? randomUUID(), groups: [...(user.groups ?? [])] },
+        user: { username: user.username, uid: user.uid ?? randomUUID(), groups: [...(user.groups ?? [])], ...(user.extra ? { extra: clone(user.extra) } : {}) },
         ...(audiences.length > 0 ? { audiences } : {}),
       },
     });
