@@ -121,6 +121,8 @@ export const KubePath = {
   gateway: (namespace: string, name: string) => `/apis/gateway.networking.k8s.io/v1/namespaces/${enc(namespace)}/gateways/${enc(name)}`,
   gatewayStatus: (namespace: string, name: string) => `/apis/gateway.networking.k8s.io/v1/namespaces/${enc(namespace)}/gateways/${enc(name)}/status`,
   gatewayApi: () => '/apis/gateway.networking.k8s.io/v1',
+  gatewayClass: (name: string) => `/apis/gateway.networking.k8s.io/v1/gatewayclasses/${enc(name)}`,
+  gatewayClassStatus: (name: string) => `/apis/gateway.networking.k8s.io/v1/gatewayclasses/${enc(name)}/status`,
   services: (namespace?: string) => (namespace === undefined ? '/api/v1/services' : `/api/v1/namespaces/${enc(namespace)}/services`),
   service: (namespace: string, name: string) => `/api/v1/namespaces/${enc(namespace)}/services/${enc(name)}`,
   serviceAccount: (namespace: string, name: string) => `/api/v1/namespaces/${enc(namespace)}/serviceaccounts/${enc(name)}`,

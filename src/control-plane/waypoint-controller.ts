@@ -14,6 +14,7 @@ import {
   CONTROLLER_FIELD_MANAGER,
   CONTROLLER_VERSION,
   decideWaypoint,
+  gatewayClassStatus,
   Label,
   normalizeGateway,
   sameStatus,
@@ -23,7 +24,10 @@ import {
   type GatewayStatus,
   type ServiceView,
   type WaypointDecision,
+  type GatewayClass,
   type WaypointRenderOptions,
+  waypointGatewayClass,
+  WAYPOINT_CLASS,
 } from './waypoint-objects.ts';
 
 /**
@@ -249,7 +253,9 @@ export function startWaypointController(options: WaypointControllerOptions): Way
     } else {
       log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_REFUSED, gateway: key, reason: decision.reason }, decision.message);
     }
-    const status = waypointStatus(gw, decision, service, now());
+    // Our last write is fresher than a cache that may lag behind it: transition times carry over from it.
+    const ours = written.get(key);
+    const status = waypointStatus(ours ? { ...gw, status: ours } : gw, decision, service, now());
     statuses.set(key, status);
     // The cache may lag behind our own last write: what we wrote last is not written again (the resync
     // forgets it, so a status someone else changed is repaired then).
@@ -338,6 +344,29 @@ export function startWaypointController(options: WaypointControllerOptions): Way
     else await reconcileLocal(key, gw, decision);
   }
 
+  // --- the GatewayClass (cluster mode): created when missing, then marked Accepted; retried until it is
+  let classTimer: NodeJS.Timeout | undefined;
+  const classBackoff = new Backoff(retryOptions);
+  async function ensureGatewayClass(): Promise<void> {
+    const api = rest as KubeRest;
+    try {
+      let gc = await api.get<GatewayClass>(KubePath.gatewayClass(WAYPOINT_CLASS));
+      if (!gc) {
+        gc = await api.apply<GatewayClass>(KubePath.gatewayClass(WAYPOINT_CLASS), waypointGatewayClass(), CONTROLLER_FIELD_MANAGER, false);
+        log.info({ gatewayClass: WAYPOINT_CLASS }, 'gateway class created');
+      }
+      const status = gatewayClassStatus(gc, now());
+      if (status) await api.mergePatch(KubePath.gatewayClassStatus(WAYPOINT_CLASS), { status }, CONTROLLER_FIELD_MANAGER);
+    } catch (err) {
+      if (closed) return;
+      const delay = classBackoff.next();
+      log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_APPLY_FAILED, err: errorMessage(err), retryInMs: Math.round(delay) }, `ensuring the ${WAYPOINT_CLASS} GatewayClass failed; retrying`);
+      classTimer = setTimeout(() => void ensureGatewayClass(), delay);
+      classTimer.unref();
+    }
+  }
+  const classDone = mode.kind === 'cluster' ? ensureGatewayClass() : Promise.resolve();
+
   // --- start
   let resync: NodeJS.Timeout | undefined;
   const synced = (async () => {
@@ -364,6 +393,8 @@ export function startWaypointController(options: WaypointControllerOptions): Way
       closing ??= (async () => {
         closed = true;
         clearInterval(resync);
+        clearTimeout(classTimer);
+        await classDone;
         for (const r of retries.values()) clearTimeout(r.timer);
         gateways.off('add', onGateway);
         gateways.off('update', onGateway);

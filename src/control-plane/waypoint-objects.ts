@@ -177,6 +177,37 @@ export function waypointGateway(options: WaypointGatewayOptions): Gateway {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The GatewayClass (reference §2.2): created when missing, and accepted by its controller
+
+export interface GatewayClass {
+  readonly apiVersion: string;
+  readonly kind: 'GatewayClass';
+  readonly metadata: ObjectMeta;
+  readonly spec: { readonly controllerName: string; readonly description?: string };
+  readonly status?: { readonly conditions?: readonly Condition[] };
+}
+
+/** The built-in `istio-waypoint` class, as istiod creates it when it is missing. */
+export function waypointGatewayClass(): GatewayClass {
+  return {
+    apiVersion: GATEWAY_API_VERSION,
+    kind: 'GatewayClass',
+    metadata: { name: WAYPOINT_CLASS },
+    spec: { controllerName: WAYPOINT_CONTROLLER_NAME, description: 'The default Istio waypoint GatewayClass' },
+  };
+}
+
+/** The class status our controller writes (Accepted), or undefined when the class is not ours or already says so. */
+export function gatewayClassStatus(gatewayClass: GatewayClass, now: Date): { readonly conditions: readonly Condition[] } | undefined {
+  if (gatewayClass.spec?.controllerName !== WAYPOINT_CONTROLLER_NAME) return undefined;
+  const generation = gatewayClass.metadata.generation;
+  const next = { type: 'Accepted', status: 'True' as const, reason: 'Accepted', message: 'Handled by the ambient-node waypoint controller', ...(generation !== undefined ? { observedGeneration: generation } : {}) };
+  const current = gatewayClass.status?.conditions?.find((c) => c.type === 'Accepted');
+  if (current && current.status === next.status && current.reason === next.reason && current.message === next.message && current.observedGeneration === next.observedGeneration) return undefined;
+  return { conditions: [condition(gatewayClass.status?.conditions, next, now.toISOString().replace(/\.\d{3}Z$/, 'Z'))] };
+}
+
+// ---------------------------------------------------------------------------------------------
 // The controller's objects
 
 export interface WaypointRenderOptions {

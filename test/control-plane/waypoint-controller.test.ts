@@ -74,8 +74,11 @@ test('cluster: a waypoint Gateway gets its ServiceAccount, Deployment and Servic
     t.deepEqual(obj?.metadata?.['ownerReferences'], [{ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', name: 'waypoint', uid: stored.metadata!.uid }]);
     t.deepEqual(managers(obj), ['istio.io/gateway-controller']);
   }
-  const applies = fake.requests.filter((r) => r.contentType === 'application/apply-patch+yaml');
-  t.true(applies.every((r) => r.query['fieldManager'] === 'istio.io/gateway-controller' && r.query['force'] === 'true'));
+  const applies = fake.requests.filter((r) => r.contentType === 'application/apply-patch+yaml' && r.path.startsWith('/api') && !r.path.includes('gatewayclasses'));
+  t.true(applies.length >= 3);
+  t.true(applies.every((r) => r.query['fieldManager'] === 'istio.io/gateway-controller' && r.query['force'] === 'true'), 'the objects are applied with force');
+  const classApply = fake.requests.find((r) => r.contentType === 'application/apply-patch+yaml' && r.path.includes('gatewayclasses'));
+  t.deepEqual(classApply?.query, { fieldManager: 'istio.io/gateway-controller' }, 'a missing class is created without force');
 
   // No ClusterIP yet: Accepted, not Programmed, no addresses.
   await until(() => conditions(fake.get('gateways', 'bookinfo', 'waypoint'))['Accepted'] === 'True', 'Accepted is written');
@@ -103,11 +106,11 @@ test('cluster: a quiet Gateway is not re-applied or re-written; a label change r
   allocate(fake, 'prod', 'wp', '10.96.0.30');
   await until(() => conditions(fake.get('gateways', 'prod', 'wp'))['Programmed'] === 'True', 'programmed');
   // Settled: a bookmark round trip later, no more writes arrive.
-  const writes = () => fake.requests.filter((r) => r.method !== 'GET').length;
+  const writes = () => fake.requests.filter((r) => r.method !== 'GET' && r.path.includes('/namespaces/prod/')).length;
   const settled = writes();
   fake.sendBookmarks();
   await new Promise((resolve) => setTimeout(resolve, 300));
-  t.is(writes(), settled, `no write without a change: ${JSON.stringify(fake.requests.filter((r) => r.method !== 'GET').slice(settled - 3))}`);
+  t.is(writes(), settled, `no write without a change: ${JSON.stringify(fake.requests.filter((r) => r.method !== 'GET' && r.path.includes('/namespaces/prod/')).slice(settled - 3))}`);
 
   const gw = fake.get('gateways', 'prod', 'wp')!;
   fake.update('gateways', { ...gw, metadata: { ...gw.metadata, labels: { team: 'payments' } } });
@@ -173,4 +176,23 @@ test('cluster: writes the API refuses are retried with backoff and logged with t
   user.token = 'right';
   await until(() => conditions(fake.get('gateways', 'prod', 'wp'))['Accepted'] === 'True', 'applied and accepted after the retries');
   t.truthy(fake.get('deployments', 'prod', 'wp'));
+});
+
+test('cluster: the istio-waypoint GatewayClass is created when missing and marked Accepted; an existing one is kept as it is, and accepted', async (t) => {
+  const { fake } = await start(t);
+  await until(() => conditions(fake.get('gatewayclasses', undefined, 'istio-waypoint'))['Accepted'] === 'True', 'the class is created and accepted');
+  const gc = fake.get('gatewayclasses', undefined, 'istio-waypoint');
+  t.deepEqual(gc?.['spec'], { controllerName: 'istio.io/mesh-controller', description: 'The default Istio waypoint GatewayClass' });
+  t.deepEqual(managers(gc).sort(), ['istio.io/gateway-controller']);
+
+  const other = await startFakeKube();
+  t.teardown(() => other.close());
+  other.create('gatewayclasses', { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'istio-waypoint' }, spec: { controllerName: 'istio.io/mesh-controller', description: 'ours, by hand' } } as KubeObjectJson);
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(other.kubeconfigPath);
+  const controller = startWaypointController({ render: RENDER, logger: captureLog().logger, mode: { kind: 'cluster', kubeConfig, resyncMs: 0 } });
+  t.teardown(() => controller.close());
+  await until(() => conditions(other.get('gatewayclasses', undefined, 'istio-waypoint'))['Accepted'] === 'True', 'the existing class is accepted');
+  t.is((other.get('gatewayclasses', undefined, 'istio-waypoint')?.['spec'] as { description: string }).description, 'ours, by hand');
+  t.false(other.requests.some((r) => r.contentType === 'application/apply-patch+yaml' && r.path.includes('gatewayclasses')), 'not re-applied');
 });

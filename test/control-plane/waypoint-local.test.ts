@@ -55,6 +55,15 @@ interface Report {
   env: Record<string, string>;
 }
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function gateway(name: string, namespace: string, labels: Record<string, string> = {}): Gateway {
   const gw = waypointGateway({ name, namespace });
   return { ...gw, metadata: { ...gw.metadata, uid: `uid-${name}`, labels } };
@@ -136,8 +145,9 @@ test('local mode: a waypoint Gateway starts a process with its env; a change res
   // The Gateway goes: the process stops (gracefully) and the status is withdrawn.
   const lastPid = otherReports()[2]!.pid;
   feed.remove('prod', 'wp');
-  await until(() => !controller.running().has('prod/wp'), 'the waypoint stopped');
-  t.throws(() => process.kill(lastPid, 0), undefined, 'the process is gone');
+  await until(() => !alive(lastPid), 'the waypoint process exited');
+  await until(() => stopped.filter((k) => k === 'prod/wp').length === 2, 'it was asked to stop (SIGTERM) and said so');
+  t.false(controller.running().has('prod/wp'));
   t.is(controller.status('prod', 'wp'), undefined);
   t.is(statuses.filter(([key]) => key === 'prod/wp').at(-1)?.[1], undefined, 'onStatus was told the Gateway is gone');
 });

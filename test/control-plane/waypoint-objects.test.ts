@@ -1,6 +1,7 @@
 import test from 'ava';
 import {
   decideWaypoint,
+  gatewayClassStatus,
   listenerVerdicts,
   programmedCondition,
   revisionMatches,
@@ -8,6 +9,7 @@ import {
   sanitizePortName,
   serviceIps,
   waypointGateway,
+  waypointGatewayClass,
   waypointStatus,
   type Gateway,
   type Manifest,
@@ -263,4 +265,12 @@ test('waypointStatus: a refused Gateway is Accepted=False with the reason; servi
   t.like(status.listeners?.[0]?.conditions[0], { type: 'Accepted', status: 'False', reason: 'UnsupportedProtocol' });
   t.deepEqual(serviceIps({ metadata: { name: 'x' }, spec: { clusterIP: 'None' } }), []);
   t.deepEqual(serviceIps(undefined), []);
+});
+
+test('gatewayClassStatus: Accepted for our controller\'s class, nothing to write once it says so, nothing for another controller\'s', (t) => {
+  const gc = waypointGatewayClass();
+  const status = gatewayClassStatus(gc, new Date('2026-12-02T06:00:00.5Z'));
+  t.like(status?.conditions[0], { type: 'Accepted', status: 'True', reason: 'Accepted', lastTransitionTime: '2026-12-02T06:00:00Z' });
+  t.is(gatewayClassStatus({ ...gc, status: status! }, new Date()), undefined);
+  t.is(gatewayClassStatus({ ...gc, spec: { controllerName: 'example.com/other' } }, new Date()), undefined);
 });
