@@ -120,7 +120,8 @@ async function controlPlane(args: readonly string[]): Promise<number> {
   const feed = gatewayFeed();
   const waypointController = waypointControllerHook({
     image: process.env['WAYPOINT_IMAGE'] || 'ambient-node:0.1.0',
-    localCommand: [process.execPath, process.argv[1] as string, 'waypoint'],
+    // The same node and runtime flags this process runs with (bin/ambientd's), for each local waypoint.
+    localCommand: [process.execPath, ...process.execArgv, process.argv[1] as string, 'waypoint'],
     localBaseEnv: { PATH: process.env['PATH'] },
     localXdsAddress: () => `localhost:${cp?.ports().grpc ?? config.grpcPort}`,
     feed,
