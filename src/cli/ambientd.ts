@@ -3,6 +3,7 @@ import { CNI_AGENT_FLAGS, parseCniAgentConfig } from '../cni/agent-config.ts';
 import { startCniAgent } from '../cni/agent.ts';
 import { CONTROL_PLANE_FLAGS, parseControlPlaneConfig } from '../control-plane/config.ts';
 import { startControlPlane } from '../control-plane/control-plane.ts';
+import { gatewayFeed, waypointControllerHook } from '../control-plane/waypoint-hook.ts';
 import { errorCode, errorMessage } from '../core/errors.ts';
 import { createLogger, type Logger, type LogLevel } from '../core/logger.ts';
 import type { Result } from '../core/result.ts';
@@ -26,7 +27,8 @@ ${Object.entries(CNI_AGENT_FLAGS).map(([f, env]) => `    --${f} (${env})`).join(
 usage: ambientd control-plane [flags]
   Delta ADS and the CA on 15012 (gRPC over TLS), metrics on 15014, readiness on 15021; from the Kubernetes API
   (KUBECONFIG, else in-cluster) or, with --config-dir, a folder of YAML objects. Also CLUSTER_ID, TRUST_DOMAIN,
-  POD_NAMESPACE, CA_TRUSTED_NODE_ACCOUNTS, ...; each flag overrides the environment variable named after it:
+  POD_NAMESPACE, CA_TRUSTED_NODE_ACCOUNTS, WAYPOINT_IMAGE (the image of waypoint Deployments), ...; each flag
+  overrides the environment variable named after it:
 ${Object.entries(CONTROL_PLANE_FLAGS).map(([f, env]) => `    --${f} (${env})`).join('\n')}
 `;
 
@@ -114,9 +116,19 @@ async function controlPlane(args: readonly string[]): Promise<number> {
   const config = configOrUsage('control-plane', errors, parseControlPlaneConfig(flags, process.env));
   if (!config) return 2;
   const logger = createLogger({ level: config.logLevel });
-  let cp;
+  // The waypoint controller: Deployments in a cluster (image WAYPOINT_IMAGE), local `ambientd waypoint` processes with --config-dir.
+  const feed = gatewayFeed();
+  const waypointController = waypointControllerHook({
+    image: process.env['WAYPOINT_IMAGE'] || 'ambient-node:0.1.0',
+    // The same node and runtime flags this process runs with (bin/ambientd's), for each local waypoint.
+    localCommand: [process.execPath, ...process.execArgv, process.argv[1] as string, 'waypoint'],
+    localBaseEnv: { PATH: process.env['PATH'] },
+    localXdsAddress: () => `localhost:${cp?.ports().grpc ?? config.grpcPort}`,
+    feed,
+  });
+  let cp: Awaited<ReturnType<typeof startControlPlane>> | undefined;
   try {
-    cp = await startControlPlane(config, { logger });
+    cp = await startControlPlane(config, { logger, waypointController, ...(config.mode === 'local' ? { extensions: [feed] } : {}) });
   } catch (err) {
     logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'control plane failed to start');
     return 1;
