@@ -1,0 +1,295 @@
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { V1ClusterRole, V1ClusterRoleBinding, V1Container, V1CustomResourceDefinition, V1DaemonSet, V1JSONSchemaProps, V1PodSpec } from '@kubernetes/client-node';
+import { parseFlags } from '../../src/cli/flags.ts';
+import { CniAgentEnv, parseCniAgentConfig } from '../../src/cni/agent-config.ts';
+import { DEFAULT_CNI_AGENT_RUN_DIR, pluginEntry } from '../../src/cni/installer.ts';
+import { Env } from '../../src/workload-api/env.ts';
+import { parseZtunnelConfig, ZtunnelEnv } from '../../src/ztunnel/config.ts';
+import { READINESS_PATH } from '../../src/ztunnel/readiness-server.ts';
+import { STATS_PATHS } from '../../src/ztunnel/stats-server.ts';
+import { describe, loadManifests, REPO, validateManifest, type KubeObject, type Manifest } from '../helpers/manifests.ts';
+
+/**
+ * Every manifest under deploy/ is validated offline against the Kubernetes API schemas (kubernetes-models'
+ * validators for types/required/enums, client-node's models for unknown fields, as `--validate=strict`), and the
+ * node DaemonSets are checked against the code they run: every variable set is one our parsers read and the whole
+ * environment parses, ports and probes are the servers' own, the sockets ztunnel and the agent share are one host
+ * path, and the agent's RBAC covers the API calls it makes.
+ */
+
+const manifests = loadManifests();
+const byKind = (kind: string): Manifest[] => manifests.filter((m) => m.object.kind === kind);
+const named = <T>(kind: string, name: string): T => {
+  const found = manifests.find((m) => m.object.kind === kind && m.object.metadata.name === name);
+  if (found === undefined) throw new Error(`no ${kind}/${name} in deploy/`);
+  return found.object as unknown as T;
+};
+
+/** What the downward API would give each fieldRef. */
+const FIELD_VALUES: Record<string, string> = {
+  'metadata.name': 'pod-abcde',
+  'metadata.namespace': 'istio-system',
+  'spec.nodeName': 'node-1',
+  'status.podIP': '10.244.0.5',
+};
+
+function containerEnv(container: V1Container): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const e of container.env ?? []) {
+    const field = e.valueFrom?.fieldRef?.fieldPath;
+    env[e.name] = e.value ?? (field !== undefined ? (FIELD_VALUES[field] ?? `<${field}>`) : '<ref>');
+  }
+  return env;
+}
+
+/** The host path behind `path` in `container` (longest mount wins), or undefined when it is not on a hostPath volume. */
+function hostPathOf(pod: V1PodSpec, container: V1Container, path: string): string | undefined {
+  const mounts = [...(container.volumeMounts ?? [])].sort((a, b) => b.mountPath.length - a.mountPath.length);
+  for (const mount of mounts) {
+    const at = mount.mountPath.replace(/\/+$/, '');
+    if (path !== at && !path.startsWith(`${at}/`)) continue;
+    const host = pod.volumes?.find((v) => v.name === mount.name)?.hostPath?.path;
+    return host === undefined ? undefined : `${host.replace(/\/+$/, '')}${path.slice(at.length)}`;
+  }
+  return undefined;
+}
+
+function only<T>(items: readonly T[] | undefined, what: string): T {
+  if (items?.length !== 1) throw new Error(`expected exactly one ${what}, got ${items?.length ?? 0}`);
+  return items[0] as T;
+}
+
+const ztunnelDs = named<V1DaemonSet>('DaemonSet', 'ztunnel');
+const agentDs = named<V1DaemonSet>('DaemonSet', 'istio-cni-node');
+const ztunnelPod = ztunnelDs.spec!.template.spec!;
+const agentPod = agentDs.spec!.template.spec!;
+const ztunnelContainer = only(ztunnelPod.containers, 'ztunnel container');
+const agentContainer = only(agentPod.containers, 'agent container');
+
+function ztunnelConfig() {
+  const [component, ...args] = ztunnelContainer.args ?? [];
+  const { flags, errors } = parseFlags(args);
+  const parsed = parseZtunnelConfig(flags, containerEnv(ztunnelContainer));
+  return { component, errors: [...errors, ...(parsed.ok ? [] : parsed.errors)], config: parsed.ok ? parsed.value : undefined };
+}
+
+function agentConfig() {
+  const [component, ...args] = agentContainer.args ?? [];
+  const { flags, errors } = parseFlags(args);
+  const parsed = parseCniAgentConfig(flags, containerEnv(agentContainer));
+  return { component, errors: [...errors, ...(parsed.ok ? [] : parsed.errors)], config: parsed.ok ? parsed.value : undefined };
+}
+
+test('deploy/ holds the namespace, RBAC, the node DaemonSets and the Gateway API CRDs', (t) => {
+  const files = [...new Set(manifests.map((m) => m.file))];
+  t.true(['daemonset.yaml', 'gateway-api-crds.yaml', 'namespace.yaml', 'rbac.yaml'].every((f) => files.includes(f)), files.join(', '));
+  t.deepEqual(byKind('DaemonSet').map((m) => m.object.metadata.name).sort(), ['istio-cni-node', 'ztunnel']);
+  t.deepEqual(byKind('CustomResourceDefinition').map((m) => (m.object as unknown as V1CustomResourceDefinition).spec.names.kind).sort(), [
+    'GRPCRoute', 'Gateway', 'GatewayClass', 'HTTPRoute',
+  ]);
+});
+
+for (const m of manifests) {
+  test(`valid against the Kubernetes schemas, strictly: ${describe(m)}`, async (t) => {
+    t.deepEqual(await validateManifest(m.object), []);
+  });
+}
+
+test('the validator refuses what the API server would: a misspelt field, a wrong type, a missing required field, an unknown kind', async (t) => {
+  const broken = structuredClone(ztunnelDs) as unknown as { spec: { template: { spec: { containers: Array<Record<string, unknown>> } } } };
+  const container = broken.spec.template.spec.containers[0]!;
+  container['imagePullPolcy'] = 'Always';
+  (container['ports'] as Array<Record<string, unknown>>)[0]!['containerPort'] = '15020';
+  delete container['name'];
+  const problems = await validateManifest(broken as unknown as KubeObject);
+  t.true(problems.some((p) => /spec\.template\.spec\.containers\[0\]\.imagePullPolcy: unknown field/.test(p)), problems.join('\n'));
+  t.true(problems.some((p) => /containers\/0\/ports\/0\/containerPort: must be integer/.test(p)), problems.join('\n'));
+  t.true(problems.some((p) => /containers\/0: must have required property name/.test(p)), problems.join('\n'));
+  const crd = structuredClone(byKind('CustomResourceDefinition')[0]!.object) as unknown as V1CustomResourceDefinition;
+  (crd.spec.versions[0]!.schema!.openAPIV3Schema!.properties!['spec'] as unknown as Record<string, unknown>)['x-kubernetes-preserve-unknown-field'] = true;
+  t.deepEqual(await validateManifest(crd as unknown as KubeObject), [
+    '.spec.versions[0].schema.openAPIV3Schema.properties.spec.x-kubernetes-preserve-unknown-field: unknown field of V1JSONSchemaProps',
+  ]);
+  t.deepEqual(await validateManifest({ apiVersion: 'apps/v1', kind: 'DaemonSett', metadata: { name: 'x' } }), [
+    'kind DaemonSett: not a kind of apps/v1',
+    'apps/v1 DaemonSett: no API model V1DaemonSett',
+  ]);
+});
+
+test('every namespaced object lives in a namespace that deploy/namespace.yaml creates, and names are unique', (t) => {
+  const namespaces = new Set(byKind('Namespace').map((m) => m.object.metadata.name));
+  const cluster = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition']);
+  for (const m of manifests) {
+    if (cluster.has(m.object.kind)) t.is(m.object.metadata.namespace, undefined, describe(m));
+    else t.true(namespaces.has(m.object.metadata.namespace ?? ''), `${describe(m)} in ${m.object.metadata.namespace}`);
+  }
+  const keys = manifests.map((m) => `${m.object.apiVersion}/${m.object.kind}/${m.object.metadata.namespace ?? ''}/${m.object.metadata.name}`);
+  t.is(new Set(keys).size, keys.length);
+});
+
+test('DaemonSets: the selector matches the pod labels, node-critical, on every node, pods opted out of the mesh', (t) => {
+  for (const ds of [ztunnelDs, agentDs]) {
+    const labels = ds.spec!.template.metadata!.labels ?? {};
+    for (const [k, v] of Object.entries(ds.spec!.selector.matchLabels ?? {})) t.is(labels[k], v, `${ds.metadata!.name}: selector ${k}`);
+    const pod = ds.spec!.template.spec!;
+    t.is(pod.priorityClassName, 'system-node-critical');
+    t.deepEqual(pod.nodeSelector, { 'kubernetes.io/os': 'linux' });
+    t.deepEqual(pod.tolerations?.map((x) => `${x.key ?? ''}:${x.effect ?? ''}:${x.operator}`).sort(), [':NoExecute:Exists', ':NoSchedule:Exists', 'CriticalAddonsOnly::Exists']);
+    t.is(labels['istio.io/dataplane-mode'], 'none', 'never captured itself');
+    t.not(pod.hostNetwork, true);
+  }
+  // The agent pods must not be mistaken for workloads; ztunnel pods are recognised by app=ztunnel in SYSTEM_NAMESPACE.
+  t.is(ztunnelDs.spec!.template.metadata!.labels?.['app'], 'ztunnel');
+  t.deepEqual(ztunnelDs.spec!.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+  t.deepEqual(agentDs.spec!.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } });
+});
+
+test('ztunnel container: every variable is one ztunnel reads, and the whole environment parses', async (t) => {
+  const reads = new Set<string>([...Object.values(ZtunnelEnv), ...Object.values(Env)]);
+  const prefixes = [Env.xdsHeaderPrefix, Env.caHeaderPrefix, 'ISTIO_META_', 'ISTIO_METAJSON_'];
+  // The xDS node's identity comes straight from the environment in ztunnel.ts (not config.ts): keep that true.
+  const ztunnelSource = readFileSync(join(REPO, 'src', 'ztunnel', 'ztunnel.ts'), 'utf8');
+  for (const name of ['POD_NAME', 'POD_NAMESPACE', 'INSTANCE_IP']) {
+    t.true(ztunnelSource.includes(`['${name}']`), `ztunnel.ts reads ${name}`);
+    reads.add(name);
+  }
+  for (const e of ztunnelContainer.env ?? []) {
+    t.true(reads.has(e.name) || prefixes.some((p) => e.name.startsWith(p) && !reads.has(p)), `${e.name} is read by ztunnel`);
+  }
+  const { component, errors, config } = ztunnelConfig();
+  t.is(component, 'ztunnel');
+  t.deepEqual(errors, []);
+  t.is(config?.proxyMode, 'shared');
+  t.is(config?.nodeName, 'node-1');
+  t.is(config?.workloadApi.xdsAddress, 'https://istiod.istio-system.svc:15012');
+  t.is(config?.workloadApi.caAddress, 'https://istiod.istio-system.svc:15012');
+  t.like(config?.workloadApi.xdsRootCa, { path: '/var/run/secrets/istio/root-cert.pem' });
+  // The drain finishes before the kubelet's SIGKILL.
+  t.true(config!.terminationDeadlineMs < (ztunnelPod.terminationGracePeriodSeconds ?? 30) * 1000);
+});
+
+test('ztunnel container: ports, the readiness probe and the scrape annotations are the servers\' own', (t) => {
+  const { config } = ztunnelConfig();
+  const ports = new Map((ztunnelContainer.ports ?? []).map((p) => [p.containerPort, p.name]));
+  t.is(ports.get(config!.statsPort), 'ztunnel-stats');
+  t.true(ports.has(config!.readinessPort));
+  t.false(ports.has(config!.adminPort), 'admin is loopback only, never a container port');
+  t.deepEqual(ztunnelContainer.readinessProbe?.httpGet, { path: READINESS_PATH, port: config!.readinessPort });
+  t.is(ztunnelContainer.livenessProbe, undefined, 'ztunnel has no liveness probe, as upstream');
+  const annotations = ztunnelDs.spec!.template.metadata!.annotations ?? {};
+  t.is(annotations['prometheus.io/scrape'], 'true');
+  t.is(annotations['prometheus.io/port'], String(config!.statsPort));
+  t.true(STATS_PATHS.includes(annotations['prometheus.io/path'] ?? '/metrics'));
+});
+
+test('ztunnel container: the token, root certificate and ZDS socket are mounted where the config looks', (t) => {
+  const { config } = ztunnelConfig();
+  const mountOf = (path: string) => (ztunnelContainer.volumeMounts ?? []).find((m) => path.startsWith(`${m.mountPath}/`));
+  const token = ztunnelPod.volumes?.find((v) => v.name === mountOf('/var/run/secrets/tokens/istio-token')?.name);
+  t.deepEqual(token?.projected?.sources?.[0]?.serviceAccountToken, { audience: 'istio-ca', expirationSeconds: 43200, path: 'istio-token' });
+  t.is(ztunnelPod.volumes?.find((v) => v.name === mountOf('/var/run/secrets/istio/root-cert.pem')?.name)?.configMap?.name, 'istio-ca-root-cert');
+  t.is(hostPathOf(ztunnelPod, ztunnelContainer, config!.inpodUds), '/var/run/ztunnel/ztunnel.sock');
+  t.is(ztunnelContainer.securityContext?.readOnlyRootFilesystem, true);
+  t.is(hostPathOf(ztunnelPod, ztunnelContainer, '/tmp'), undefined, '/tmp is an emptyDir');
+  t.true((ztunnelContainer.volumeMounts ?? []).some((m) => m.mountPath === '/tmp'));
+  t.deepEqual(ztunnelContainer.securityContext?.capabilities, { drop: ['ALL'], add: ['NET_ADMIN', 'SYS_ADMIN', 'NET_RAW'] });
+});
+
+test('CNI agent container: every variable is one the agent reads, and the whole environment parses', (t) => {
+  const reads = new Set<string>(Object.values(CniAgentEnv));
+  for (const e of agentContainer.env ?? []) t.true(reads.has(e.name), `${e.name} is read by the agent`);
+  const { component, errors, config } = agentConfig();
+  t.is(component, 'cni-agent');
+  t.deepEqual(errors, []);
+  t.is(config?.nodeName, 'node-1');
+  t.is(config?.enrollment.systemNamespace, 'istio-system');
+  t.false(config?.rules.dnsCapture, 'no DNS capture while ztunnel has no DNS proxy');
+});
+
+test('CNI agent and ztunnel meet on one host socket; the shim on the host finds the agent; procfs and the netns dir are the host\'s', (t) => {
+  const { config: agent } = agentConfig();
+  const { config: zt } = ztunnelConfig();
+  t.is(hostPathOf(agentPod, agentContainer, agent!.ztunnelSocket), hostPathOf(ztunnelPod, ztunnelContainer, zt!.inpodUds));
+  // The installer writes cni_agent_run_dir into the plugin entry; the shim dials <dir>/pluginevent.sock on the host.
+  t.is(pluginEntry().cni_agent_run_dir, DEFAULT_CNI_AGENT_RUN_DIR);
+  t.is(hostPathOf(agentPod, agentContainer, agent!.pluginSocket), `${DEFAULT_CNI_AGENT_RUN_DIR}/pluginevent.sock`);
+  t.is(hostPathOf(agentPod, agentContainer, agent!.procRoot), '/proc');
+  // CNI_NETNS is a host path the agent opens as given: the netns dir is mounted at its host path, propagating mounts.
+  const netns = (agentContainer.volumeMounts ?? []).find((m) => hostPathOf(agentPod, agentContainer, m.mountPath) === '/var/run/netns');
+  t.is(netns?.mountPath, '/var/run/netns');
+  t.is(netns?.mountPropagation, 'HostToContainer');
+  // The CNI dirs istio-cni's installer writes, mounted as istio-cni mounts them.
+  t.is(hostPathOf(agentPod, agentContainer, '/host/opt/cni/bin'), '/opt/cni/bin');
+  t.is(hostPathOf(agentPod, agentContainer, '/host/etc/cni/net.d'), '/etc/cni/net.d');
+  t.deepEqual(agentContainer.securityContext?.capabilities, { drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW', 'SYS_PTRACE', 'SYS_ADMIN', 'DAC_OVERRIDE'] });
+});
+
+test('RBAC: the agent\'s service account may make every API call the agent makes; ztunnel has no role', (t) => {
+  const agentSource = readFileSync(join(REPO, 'src', 'cni', 'agent.ts'), 'utf8');
+  // The calls in agent.ts: two informers (list + watch) and a merge patch of pods/status.
+  t.true(agentSource.includes("path: '/api/v1/pods'"));
+  t.true(agentSource.includes("path: '/api/v1/namespaces'"));
+  t.regex(agentSource, /\/pods\/\$\{[^}]+\}\/status`;\s*const ctx = new RequestContext\(url, HttpMethod\.PATCH\)/);
+  const needed: Array<[string, string]> = [['pods', 'list'], ['pods', 'watch'], ['namespaces', 'list'], ['namespaces', 'watch'], ['pods/status', 'patch']];
+
+  const bindings = byKind('ClusterRoleBinding').map((m) => m.object as unknown as V1ClusterRoleBinding);
+  const roles = new Map(byKind('ClusterRole').map((m) => [m.object.metadata.name, m.object as unknown as V1ClusterRole]));
+  const rolesOf = (sa: string, ns: string) => bindings
+    .filter((b) => b.subjects?.some((s) => s.kind === 'ServiceAccount' && s.name === sa && s.namespace === ns))
+    .map((b) => {
+      t.is(b.roleRef.kind, 'ClusterRole');
+      const role = roles.get(b.roleRef.name);
+      t.truthy(role, `ClusterRole ${b.roleRef.name} exists`);
+      return role;
+    });
+  const agentRules = rolesOf(agentPod.serviceAccountName!, agentDs.metadata!.namespace!).flatMap((r) => r?.rules ?? []);
+  for (const [resource, verb] of needed) {
+    t.true(agentRules.some((r) => (r.apiGroups ?? []).includes('') && (r.resources ?? []).includes(resource) && r.verbs.includes(verb)), `${verb} ${resource}`);
+  }
+  t.false(agentRules.some((r) => r.verbs.includes('*') || (r.resources ?? []).includes('*') || (r.resources ?? []).includes('secrets')), 'least privilege');
+  t.deepEqual(rolesOf(ztunnelPod.serviceAccountName!, ztunnelDs.metadata!.namespace!), []);
+  const accounts = byKind('ServiceAccount').map((m) => `${m.object.metadata.namespace}/${m.object.metadata.name}`).sort();
+  t.deepEqual(accounts, ['istio-system/istio-cni', 'istio-system/ztunnel']);
+});
+
+function structuralProblems(schema: V1JSONSchemaProps, path: string): string[] {
+  const s = schema as V1JSONSchemaProps & Record<string, unknown>;
+  const out: string[] = [];
+  const preserve = s['x-kubernetes-preserve-unknown-fields'] === true;
+  if (s.type === undefined && !preserve && s['x-kubernetes-int-or-string'] !== true) out.push(`${path}: no type`);
+  for (const [name, child] of Object.entries(s.properties ?? {})) out.push(...structuralProblems(child, `${path}.${name}`));
+  if (s.items !== undefined) out.push(...structuralProblems(s.items as V1JSONSchemaProps, `${path}[]`));
+  if (s.type === 'array' && s.items === undefined) out.push(`${path}: an array needs items`);
+  for (const keyword of ['$ref', 'definitions', 'dependencies', 'additionalItems', 'patternProperties']) if (keyword in s) out.push(`${path}: ${keyword} is not allowed`);
+  return out;
+}
+
+test('Gateway API CRDs: real names, group, scope and versions, a status subresource, structural schemas', (t) => {
+  const expected: Record<string, { scope: string; versions: string[] }> = {
+    GatewayClass: { scope: 'Cluster', versions: ['v1', 'v1beta1'] },
+    Gateway: { scope: 'Namespaced', versions: ['v1', 'v1beta1'] },
+    HTTPRoute: { scope: 'Namespaced', versions: ['v1', 'v1beta1'] },
+    GRPCRoute: { scope: 'Namespaced', versions: ['v1'] },
+  };
+  for (const m of byKind('CustomResourceDefinition')) {
+    const crd = m.object as unknown as V1CustomResourceDefinition;
+    const want = expected[crd.spec.names.kind]!;
+    t.is(crd.spec.group, 'gateway.networking.k8s.io');
+    t.is(crd.metadata!.name, `${crd.spec.names.plural}.${crd.spec.group}`);
+    t.is(crd.spec.names.plural, `${crd.spec.names.kind.toLowerCase()}${crd.spec.names.kind.endsWith('s') ? 'es' : 's'}`);
+    t.is(crd.spec.names.listKind, `${crd.spec.names.kind}List`);
+    t.is(crd.spec.scope, want.scope);
+    t.deepEqual(crd.spec.versions.map((v) => v.name), want.versions);
+    t.deepEqual(crd.spec.versions.filter((v) => v.storage).map((v) => v.name), ['v1'], 'v1 is the one storage version');
+    for (const v of crd.spec.versions) {
+      t.true(v.served);
+      t.deepEqual(v.subresources?.status, {});
+      const schema = v.schema!.openAPIV3Schema!;
+      t.deepEqual(structuralProblems(schema, `${crd.spec.names.kind}.${v.name}`), []);
+      t.is(schema.properties?.['metadata']?.type, 'object');
+      t.true(schema.required?.includes('spec'));
+    }
+  }
+});

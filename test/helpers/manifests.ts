@@ -1,0 +1,131 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as k8s from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
+
+/**
+ * The manifests under deploy/ as plain objects, and two checks against the Kubernetes API's own schemas:
+ * - `schemaProblems`: kubernetes-models' validators (ajv, compiled from the Kubernetes OpenAPI document): types,
+ *   required fields, enums, formats;
+ * - `unknownFields`: what `kubectl apply --validate=strict` adds (an unknown or misspelt field is an error, not
+ *   silently dropped), walked over @kubernetes/client-node's generated models, which carry every field of every
+ *   API type (the same OpenAPI document). kubernetes-models' schemas allow unknown properties, so both are needed.
+ */
+
+export const REPO = join(import.meta.dirname, '..', '..', '..');
+export const DEPLOY_DIR = join(REPO, 'deploy');
+
+export interface Manifest {
+  readonly file: string;
+  /** 0-based index of the document in its file. */
+  readonly index: number;
+  readonly object: KubeObject;
+}
+
+export interface KubeObject {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: { readonly name: string; readonly namespace?: string; readonly labels?: Record<string, string>; readonly annotations?: Record<string, string> };
+  readonly [field: string]: unknown;
+}
+
+/** Every YAML document of every `deploy/*.yaml` file (strict: duplicate keys and syntax errors throw). */
+export function loadManifests(dir = DEPLOY_DIR): Manifest[] {
+  const out: Manifest[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
+    const docs = parseAllDocuments(readFileSync(join(dir, file), 'utf8'), { uniqueKeys: true, prettyErrors: false });
+    if (!Array.isArray(docs)) throw new Error(`${file}: not a YAML stream`);
+    docs.forEach((doc, index) => {
+      if (doc.errors.length > 0) throw new Error(`${file}[${index}]: ${doc.errors.map((e) => e.message).join('; ')}`);
+      const object = doc.toJS() as KubeObject | null;
+      if (object !== null) out.push({ file, index, object });
+    });
+  }
+  return out;
+}
+
+export function describe(m: Manifest): string {
+  return `${m.file}[${m.index}] ${m.object.kind}/${m.object.metadata?.name}`;
+}
+
+interface ModelCtor {
+  new (data: unknown): { validate(): void };
+}
+
+/** kubernetes-models' module path for an apiVersion: `apps/v1` → `kubernetes-models/apps/v1`, `v1` → `kubernetes-models/v1`. */
+function modelsModule(apiVersion: string): string {
+  return `kubernetes-models/${apiVersion}`;
+}
+
+/** The schema errors of one object (empty when valid), as `path: message`. */
+export async function schemaProblems(object: KubeObject): Promise<string[]> {
+  let models: Record<string, unknown>;
+  try {
+    models = (await import(modelsModule(object.apiVersion))) as Record<string, unknown>;
+  } catch {
+    return [`apiVersion ${object.apiVersion}: not a Kubernetes API version`];
+  }
+  const Model = models[object.kind] as ModelCtor | undefined;
+  if (typeof Model !== 'function') return [`kind ${object.kind}: not a kind of ${object.apiVersion}`];
+  try {
+    new Model(object).validate();
+    return [];
+  } catch (err) {
+    // ajv's ValidationError: `errors` is the list, each with the JSON pointer of the bad value.
+    const errors = (err as { errors?: Array<{ instancePath?: string; message?: string; params?: unknown }> }).errors;
+    if (Array.isArray(errors) && errors.length > 0) {
+      return errors.map((d) => `${d.instancePath || '/'}: ${d.message ?? 'invalid'} ${JSON.stringify(d.params ?? {})}`);
+    }
+    return [String((err as Error).message)];
+  }
+}
+
+interface Attribute {
+  readonly baseName: string;
+  readonly type: string;
+}
+
+/** client-node's model class name for an apiVersion + kind: `apps/v1` DaemonSet → `V1DaemonSet`. */
+export function modelTypeName(apiVersion: string, kind: string): string {
+  const version = apiVersion.split('/').pop() ?? '';
+  return `${version.charAt(0).toUpperCase()}${version.slice(1)}${kind}`;
+}
+
+function attributesOf(type: string): readonly Attribute[] | undefined {
+  const model = (k8s as unknown as Record<string, { getAttributeTypeMap?: () => Attribute[] } | undefined>)[type];
+  return typeof model?.getAttributeTypeMap === 'function' ? model.getAttributeTypeMap() : undefined;
+}
+
+const MAP_PREFIX = '{ [key: string]: ';
+const MAP_SUFFIX = '; }';
+
+/** Fields the API type `type` does not have, anywhere under `value`, as `path.field` (strict field validation). */
+export function unknownFields(value: unknown, type: string, path = ''): string[] {
+  if (value === null || typeof value !== 'object') return [];
+  if (type.startsWith('Array<') && type.endsWith('>')) {
+    if (!Array.isArray(value)) return [];
+    const inner = type.slice('Array<'.length, -1);
+    return value.flatMap((v, i) => unknownFields(v, inner, `${path}[${i}]`));
+  }
+  if (type.startsWith(MAP_PREFIX) && type.endsWith(MAP_SUFFIX)) {
+    const inner = type.slice(MAP_PREFIX.length, -MAP_SUFFIX.length);
+    return Object.entries(value).flatMap(([k, v]) => unknownFields(v, inner, `${path}.${k}`));
+  }
+  const attributes = attributesOf(type);
+  if (attributes === undefined || Array.isArray(value)) return [];
+  const out: string[] = [];
+  for (const [key, v] of Object.entries(value)) {
+    const attribute = attributes.find((a) => a.baseName === key);
+    if (attribute === undefined) out.push(`${path}.${key}: unknown field of ${type}`);
+    else out.push(...unknownFields(v, attribute.type, `${path}.${key}`));
+  }
+  return out;
+}
+
+/** Both checks for one manifest; empty when the API server would accept it under strict validation. */
+export async function validateManifest(object: KubeObject): Promise<string[]> {
+  const schema = await schemaProblems(object);
+  const type = modelTypeName(object.apiVersion, object.kind);
+  if (attributesOf(type) === undefined) return [...schema, `${object.apiVersion} ${object.kind}: no API model ${type}`];
+  return [...schema, ...unknownFields(object, type)];
+}
