@@ -79,6 +79,8 @@ export const ErrorCode = {
   CNI_POD_NOT_ACKED: 'CNI_POD_NOT_ACKED',
   CNI_POD_ANNOTATE_FAILED: 'CNI_POD_ANNOTATE_FAILED',
   CNI_POD_NOT_FOUND: 'CNI_POD_NOT_FOUND',
+  CNI_HOST_RULES_FAILED: 'CNI_HOST_RULES_FAILED',
+  CNI_CLEANUP_FAILED: 'CNI_CLEANUP_FAILED',
   // admin, stats and readiness listeners
   ADMIN_HANDLER_FAILED: 'ADMIN_HANDLER_FAILED',
   // zds (the node agent ⇄ ztunnel link and the per-pod proxies it drives)

@@ -1,7 +1,7 @@
 import type { ServerHandle } from '../core/lifecycle.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus, type MetricsRegistry } from '../core/metrics.ts';
-import { sendText, startHttpListener } from './http-listener.ts';
+import { sendText, startHttpListener } from '../core/http-listener.ts';
 
 /**
  * ztunnel's stats listener (reference ztunnel.md §7, port 15020): the Prometheus text at `/metrics`
