@@ -7,8 +7,10 @@ import { CniAgentEnv, parseCniAgentConfig } from '../../src/cni/agent-config.ts'
 import { DEFAULT_CNI_AGENT_RUN_DIR, pluginEntry } from '../../src/cni/installer.ts';
 import { Env } from '../../src/workload-api/env.ts';
 import { parseZtunnelConfig, ZtunnelEnv } from '../../src/ztunnel/config.ts';
+import { createCniAgentMetrics, startAgentMonitoring } from '../../src/cni/agent-monitoring.ts';
 import { READINESS_PATH } from '../../src/ztunnel/readiness-server.ts';
 import { STATS_PATHS } from '../../src/ztunnel/stats-server.ts';
+import { captureLog } from '../helpers/log.ts';
 import { describe, loadManifests, REPO, validateManifest, type KubeObject, type Manifest } from '../helpers/manifests.ts';
 
 /**
@@ -208,22 +210,57 @@ test('CNI agent container: every variable is one the agent reads, and the whole 
   t.false(config?.rules.dnsCapture, 'no DNS capture while ztunnel has no DNS proxy');
 });
 
-test('CNI agent and ztunnel meet on one host socket; the shim on the host finds the agent; procfs and the netns dir are the host\'s', (t) => {
+test('CNI agent and ztunnel meet on one host socket; the shim on the host finds the agent; the installer writes the host\'s CNI dirs', (t) => {
   const { config: agent } = agentConfig();
   const { config: zt } = ztunnelConfig();
   t.is(hostPathOf(agentPod, agentContainer, agent!.ztunnelSocket), hostPathOf(ztunnelPod, ztunnelContainer, zt!.inpodUds));
-  // The installer writes cni_agent_run_dir into the plugin entry; the shim dials <dir>/pluginevent.sock on the host.
-  t.is(pluginEntry().cni_agent_run_dir, DEFAULT_CNI_AGENT_RUN_DIR);
-  t.is(hostPathOf(agentPod, agentContainer, agent!.pluginSocket), `${DEFAULT_CNI_AGENT_RUN_DIR}/pluginevent.sock`);
+  // The installer writes cni_agent_run_dir into the plugin entry, and the shim dials <dir>/pluginevent.sock on the
+  // host: the directory must be the same path inside the agent and on the host.
+  t.is(pluginEntry({ cniAgentRunDir: agent!.cniAgentRunDir }).cni_agent_run_dir, agent!.cniAgentRunDir);
+  t.is(hostPathOf(agentPod, agentContainer, agent!.cniAgentRunDir), agent!.cniAgentRunDir);
+  t.is(hostPathOf(agentPod, agentContainer, agent!.pluginSocket), `${agent!.cniAgentRunDir}/pluginevent.sock`);
+  t.is(agent!.cniAgentRunDir, DEFAULT_CNI_AGENT_RUN_DIR);
   t.is(hostPathOf(agentPod, agentContainer, agent!.procRoot), '/proc');
+  t.deepEqual(agent!.hostNetns, { kind: 'path', path: '/host/proc/1/ns/net' });
+  t.is(hostPathOf(agentPod, agentContainer, (agent!.hostNetns as { path: string }).path), '/proc/1/ns/net', 'the host\'s init netns');
   // CNI_NETNS is a host path the agent opens as given: the netns dir is mounted at its host path, propagating mounts.
   const netns = (agentContainer.volumeMounts ?? []).find((m) => hostPathOf(agentPod, agentContainer, m.mountPath) === '/var/run/netns');
   t.is(netns?.mountPath, '/var/run/netns');
   t.is(netns?.mountPropagation, 'HostToContainer');
-  // The CNI dirs istio-cni's installer writes, mounted as istio-cni mounts them.
-  t.is(hostPathOf(agentPod, agentContainer, '/host/opt/cni/bin'), '/opt/cni/bin');
-  t.is(hostPathOf(agentPod, agentContainer, '/host/etc/cni/net.d'), '/etc/cni/net.d');
+  // The installer's dirs are the node's CNI dirs (istio-cni's mounts); the binary it copies is in the image (dockerfiles.test.ts).
+  t.truthy(agent!.install, 'the agent installs the plugin');
+  t.is(hostPathOf(agentPod, agentContainer, agent!.install!.binDir), '/opt/cni/bin');
+  t.is(hostPathOf(agentPod, agentContainer, agent!.install!.confDir), '/etc/cni/net.d');
+  t.is(hostPathOf(agentPod, agentContainer, agent!.install!.binSource), undefined, 'the shim comes from the image, not the host');
+  t.is(agent!.daemonSetName, agentDs.metadata!.name!, 'upgrade detection looks for this DaemonSet');
+  t.is(agent!.podNamespace, agentDs.metadata!.namespace!);
   t.deepEqual(agentContainer.securityContext?.capabilities, { drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW', 'SYS_PTRACE', 'SYS_ADMIN', 'DAC_OVERRIDE'] });
+});
+
+test('CNI agent container: ports, probes and scrape annotations are the ones the real monitoring servers answer', async (t) => {
+  const { config } = agentConfig();
+  const ports = new Map((agentContainer.ports ?? []).map((p) => [p.containerPort, p.name]));
+  t.is(ports.get(config!.monitoringPort), 'metrics');
+  t.true(ports.has(config!.readinessPort));
+  t.is(agentContainer.readinessProbe?.httpGet?.port, config!.readinessPort);
+  t.is(agentContainer.livenessProbe?.httpGet?.port, config!.readinessPort);
+  const annotations = agentDs.spec!.template.metadata!.annotations ?? {};
+  t.is(annotations['prometheus.io/scrape'], 'true');
+  t.is(annotations['prometheus.io/port'], String(config!.monitoringPort));
+
+  // The agent's own monitoring servers, on ports 0: the probe paths and the scrape path answer as the kubelet
+  // and Prometheus expect (readiness 503 until ready, then 200).
+  let pending = ['node agent'];
+  const monitoring = await startAgentMonitoring({
+    metrics: createCniAgentMetrics(), pending: () => pending, monitoringPort: 0, readinessPort: 0, host: '127.0.0.1', logger: captureLog().logger,
+  });
+  t.teardown(() => monitoring.close());
+  const get = async (port: number, path: string) => (await fetch(`http://127.0.0.1:${port}${path}`)).status;
+  t.is(await get(monitoring.ports.readiness, agentContainer.readinessProbe!.httpGet!.path!), 503);
+  pending = [];
+  t.is(await get(monitoring.ports.readiness, agentContainer.readinessProbe!.httpGet!.path!), 200);
+  t.is(await get(monitoring.ports.readiness, agentContainer.livenessProbe!.httpGet!.path!), 200);
+  t.is(await get(monitoring.ports.metrics, annotations['prometheus.io/path'] ?? '/metrics'), 200);
 });
 
 test('RBAC: the agent\'s service account may make every API call the agent makes; ztunnel has no role', (t) => {
@@ -231,8 +268,12 @@ test('RBAC: the agent\'s service account may make every API call the agent makes
   // The calls in agent.ts: two informers (list + watch) and a merge patch of pods/status.
   t.true(agentSource.includes("path: '/api/v1/pods'"));
   t.true(agentSource.includes("path: '/api/v1/namespaces'"));
-  t.regex(agentSource, /\/pods\/\$\{[^}]+\}\/status`;\s*const ctx = new RequestContext\(url, HttpMethod\.PATCH\)/);
-  const needed: Array<[string, string]> = [['pods', 'list'], ['pods', 'watch'], ['namespaces', 'list'], ['namespaces', 'watch'], ['pods/status', 'patch']];
+  t.regex(agentSource, /kubeRequest\(HttpMethod\.PATCH, `\/api\/v1\/namespaces\/\$\{[^}]+\}\/pods\/\$\{[^}]+\}\/status`/);
+  // And a GET of its own DaemonSet at shutdown.
+  t.regex(agentSource, /`\/apis\/apps\/v1\/namespaces\/\$\{[^}]+\}\/daemonsets\/\$\{encodeURIComponent\(config\.daemonSetName\)\}`/);
+  const needed: Array<[string, string, string]> = [
+    ['', 'pods', 'list'], ['', 'pods', 'watch'], ['', 'namespaces', 'list'], ['', 'namespaces', 'watch'], ['', 'pods/status', 'patch'],
+  ];
 
   const bindings = byKind('ClusterRoleBinding').map((m) => m.object as unknown as V1ClusterRoleBinding);
   const roles = new Map(byKind('ClusterRole').map((m) => [m.object.metadata.name, m.object as unknown as V1ClusterRole]));
@@ -245,9 +286,13 @@ test('RBAC: the agent\'s service account may make every API call the agent makes
       return role;
     });
   const agentRules = rolesOf(agentPod.serviceAccountName!, agentDs.metadata!.namespace!).flatMap((r) => r?.rules ?? []);
-  for (const [resource, verb] of needed) {
-    t.true(agentRules.some((r) => (r.apiGroups ?? []).includes('') && (r.resources ?? []).includes(resource) && r.verbs.includes(verb)), `${verb} ${resource}`);
+  for (const [group, resource, verb] of needed) {
+    const grants = agentRules.some((r) => (r.apiGroups ?? []).includes(group) && (r.resources ?? []).includes(resource) && r.verbs.includes(verb) && r.resourceNames === undefined);
+    t.true(grants, `${verb} ${resource}`);
   }
+  const dsName = agentConfig().config!.daemonSetName;
+  t.true(agentRules.some((r) => (r.apiGroups ?? []).includes('apps') && (r.resources ?? []).includes('daemonsets') && r.verbs.includes('get') && (r.resourceNames ?? [dsName]).includes(dsName)), `get daemonsets/${dsName}`);
+  t.true(agentRules.every((r) => !(r.resources ?? []).includes('daemonsets') || (r.resourceNames ?? []).length > 0), 'only its own DaemonSet');
   t.false(agentRules.some((r) => r.verbs.includes('*') || (r.resources ?? []).includes('*') || (r.resources ?? []).includes('secrets')), 'least privilege');
   t.deepEqual(rolesOf(ztunnelPod.serviceAccountName!, ztunnelDs.metadata!.namespace!), []);
   const accounts = byKind('ServiceAccount').map((m) => `${m.object.metadata.namespace}/${m.object.metadata.name}`).sort();
