@@ -8,7 +8,8 @@ import { LocalCaClient } from '../../src/identity/local-ca-client.ts';
 import { parseZtunnelConfig } from '../../src/ztunnel/config.ts';
 import { startZtunnel, type Ztunnel } from '../../src/ztunnel/ztunnel.ts';
 import { captureLog } from '../helpers/log.ts';
-import { loadManifests } from '../helpers/manifests.ts';
+import { dashboardQueries, instantiate, loadDashboard } from '../helpers/dashboard.ts';
+import { loadManifests, REPO } from '../helpers/manifests.ts';
 import { testPki } from '../helpers/pki.ts';
 import { promtoolCheckMetrics, requirePrometheus, startPrometheus, type PromSample } from '../helpers/prometheus-server.ts';
 import { sample, until } from '../helpers/prometheus.ts';
@@ -181,6 +182,24 @@ test('Prometheus scrapes a real ztunnel as the DaemonSet annotates it and answer
   t.not(metadata[0]?.help, '');
   const build = only(await prometheus.query('istio_build{component="ztunnel"}'));
   t.is(build.metric['tag'], '0.1.0');
+
+  // The Grafana dashboard's queries, as Grafana sends them: every one is valid PromQL for this Prometheus, and the
+  // ztunnel panels about what the destination saw have data for the traffic above.
+  await prometheus.waitFor('sum(rate(istio_tcp_connections_opened_total[1m]))', (r) => r.length === 1);
+  const dashboard = loadDashboard(join(REPO, 'deploy', 'dashboards', 'ambient-mesh.json'));
+  for (const q of dashboardQueries(dashboard)) {
+    const variable = /^label_values\((.*), (\w+)\)$/.exec(q.expr);
+    if (variable) {
+      const values = await prometheus.api(`/api/v1/label/${variable[2]}/values?match[]=${encodeURIComponent(variable[1]!)}`);
+      t.deepEqual(values, ['default'], q.where);
+      continue;
+    }
+    const result = await prometheus.query(instantiate(q.expr));
+    const expectsData = q.row.startsWith('ztunnel') && q.expr.includes('reporter="destination"') && !q.expr.includes('connections_failed');
+    if (expectsData) t.true(result.length > 0, `${q.where} has data: ${q.expr}`);
+  }
+  const byWorkload = dashboardQueries(dashboard).find((q) => q.where.includes('"Connections opened by destination workload"'))!;
+  t.deepEqual((await prometheus.query(instantiate(byWorkload.expr))).map((r) => r.metric), [{ destination_workload_namespace: 'default', destination_workload: 'server' }]);
   await prometheus.close();
 });
 
