@@ -167,7 +167,8 @@ test('ztunnel image layout: the entrypoint starts a ztunnel that becomes ready a
   const mesh = join(root, 'mesh.yaml');
   writeFileSync(mesh, 'workloads:\n- uid: Kubernetes//Pod/default/server\n  name: server\n  namespace: default\n  serviceAccount: server\n  workloadIps: ["127.0.0.1"]\n  protocol: HBONE\n');
   const flags = ['admin-port', 'stats-port', 'readiness-port', 'outbound-port', 'inbound-port', 'inbound-plaintext-port'].flatMap((f) => [`--${f}`, '0']);
-  const child = spawn(entrypoint, ['ztunnel', ...flags], {
+  // Started with a low soft open-files limit: Node itself raises it to the hard limit at startup, as ztunnel does.
+  const child = spawn('/bin/sh', ['-c', 'ulimit -Sn 256 && exec "$0" "$@"', entrypoint, 'ztunnel', ...flags], {
     cwd: root,
     env: {
       PATH: process.env['PATH'] ?? '/usr/bin:/bin',
@@ -196,6 +197,9 @@ test('ztunnel image layout: the entrypoint starts a ztunnel that becomes ready a
     });
     child.once('exit', (code) => reject(new Error(`ztunnel exited ${code} before starting: ${stderr}`)));
   });
+  const limits = readFileSync(`/proc/${child.pid}/limits`, 'utf8');
+  const [, soft, hard] = /^Max open files\s+(\S+)\s+(\S+)/m.exec(limits) ?? [];
+  t.is(soft, hard, 'the soft open-files limit is the hard one');
   let ready = 0;
   for (let i = 0; i < 250 && ready !== 200; i++) {
     ready = (await fetch(`http://127.0.0.1:${started.readiness}/healthz/ready`)).status;
