@@ -11,7 +11,7 @@ import { createCniAgentMetrics, startAgentMonitoring } from '../../src/cni/agent
 import { READINESS_PATH } from '../../src/ztunnel/readiness-server.ts';
 import { STATS_PATHS } from '../../src/ztunnel/stats-server.ts';
 import { captureLog } from '../helpers/log.ts';
-import { describe, loadManifests, REPO, validateManifest, type KubeObject, type Manifest } from '../helpers/manifests.ts';
+import { describe, loadManifests, REPO, structuralErrors, validateManifest, type KubeObject, type Manifest, type StructuralSchema } from '../helpers/manifests.ts';
 
 /**
  * Every manifest under deploy/ is validated offline against the Kubernetes API schemas (kubernetes-models'
@@ -337,4 +337,51 @@ test('Gateway API CRDs: real names, group, scope and versions, a status subresou
       t.true(schema.required?.includes('spec'));
     }
   }
+});
+
+test('Gateway API CRDs accept what the waypoint flow creates and refuse what the upstream schema refuses on the typed fields', (t) => {
+  const schemaOf = (kind: string, version = 'v1') => {
+    const crd = byKind('CustomResourceDefinition').map((m) => m.object as unknown as V1CustomResourceDefinition).find((c) => c.spec.names.kind === kind)!;
+    return crd.spec.versions.find((v) => v.name === version)!.schema!.openAPIV3Schema as unknown as StructuralSchema;
+  };
+  const gatewayClass = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'istio-waypoint' }, spec: { controllerName: 'istio.io/mesh-controller', description: 'The default Istio waypoint GatewayClass' } };
+  // `istioctl waypoint generate --for service` (reference istio-ambient.md §2.1), with a cross-namespace listener.
+  const waypoint = {
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway',
+    metadata: { name: 'waypoint', namespace: 'prod', labels: { 'istio.io/waypoint-for': 'service' } },
+    spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE', allowedRoutes: { namespaces: { from: 'All' } } }] },
+    status: { conditions: [{ type: 'Programmed', status: 'True', reason: 'Programmed', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' }] },
+  };
+  // A 90/10 canary split bound to a Service, as the waypoint routes it.
+  const route = {
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'reviews', namespace: 'prod' },
+    spec: {
+      parentRefs: [{ group: '', kind: 'Service', name: 'reviews', port: 9080 }],
+      rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/' } }], backendRefs: [{ name: 'reviews-v1', port: 9080, weight: 90 }, { name: 'reviews-v2', port: 9080, weight: 10 }] }],
+    },
+  };
+  const grpc = {
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GRPCRoute', metadata: { name: 'echo', namespace: 'prod' },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'echo' }], hostnames: ['echo.prod.svc.cluster.local'], rules: [{ matches: [{ method: { service: 'echo.Echo', method: 'Say' } }], backendRefs: [{ name: 'echo', port: 7070 }] }] },
+  };
+  t.deepEqual(structuralErrors(gatewayClass, schemaOf('GatewayClass')), []);
+  t.deepEqual(structuralErrors(waypoint, schemaOf('Gateway')), []);
+  t.deepEqual(structuralErrors(waypoint, schemaOf('Gateway', 'v1beta1')), []);
+  t.deepEqual(structuralErrors(route, schemaOf('HTTPRoute')), []);
+  t.deepEqual(structuralErrors(grpc, schemaOf('GRPCRoute')), []);
+
+  const broken = structuredClone(waypoint) as unknown as { spec: { listeners: Array<Record<string, unknown>>; gatewayClassName?: string }; specs?: unknown };
+  broken.spec.listeners[0]!['port'] = 70000;
+  delete broken.spec.listeners[0]!['protocol'];
+  delete broken.spec.gatewayClassName;
+  broken.specs = {};
+  t.deepEqual(structuralErrors(broken, schemaOf('Gateway')), [
+    '.spec: gatewayClassName is required',
+    '.spec.listeners[0]: protocol is required',
+    '.spec.listeners[0].port: must be <= 65535',
+    '.specs: unknown field, would be pruned',
+  ]);
+  t.deepEqual(structuralErrors({ ...waypoint, spec: { ...waypoint.spec, listeners: [] } }, schemaOf('Gateway')), ['.spec.listeners: fewer than 1 items']);
+  t.deepEqual(structuralErrors({ ...route, spec: { parentRefs: [{ kind: 'Service' }] } }, schemaOf('HTTPRoute')), ['.spec.parentRefs[0]: name is required']);
+  t.deepEqual(structuralErrors({ ...gatewayClass, spec: {} }, schemaOf('GatewayClass')), ['.spec: controllerName is required']);
 });

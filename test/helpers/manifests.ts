@@ -129,3 +129,63 @@ export async function validateManifest(object: KubeObject): Promise<string[]> {
   if (attributesOf(type) === undefined) return [...schema, `${object.apiVersion} ${object.kind}: no API model ${type}`];
   return [...schema, ...unknownFields(object, type)];
 }
+
+/** The subset of a CRD's structural schema that deploy/gateway-api-crds.yaml uses. */
+export interface StructuralSchema {
+  readonly type?: string;
+  readonly format?: string;
+  readonly required?: readonly string[];
+  readonly properties?: Readonly<Record<string, StructuralSchema>>;
+  readonly items?: StructuralSchema;
+  readonly minimum?: number;
+  readonly maximum?: number;
+  readonly minLength?: number;
+  readonly maxLength?: number;
+  readonly minItems?: number;
+  readonly maxItems?: number;
+  readonly 'x-kubernetes-preserve-unknown-fields'?: boolean;
+}
+
+const KNOWN_SCHEMA_KEYS = new Set([
+  'type', 'format', 'required', 'properties', 'items', 'minimum', 'maximum', 'minLength', 'maxLength', 'minItems', 'maxItems',
+  'x-kubernetes-preserve-unknown-fields', 'description',
+]);
+
+/**
+ * What the API server would say about `value` under a structural schema: validation errors, and fields it would prune
+ * (not in `properties` where unknown fields are not preserved), both as `path: reason`. Throws on a schema keyword
+ * this checker does not implement, so it never passes something it did not check.
+ */
+export function structuralErrors(value: unknown, schema: StructuralSchema, path = ''): string[] {
+  for (const key of Object.keys(schema)) if (!KNOWN_SCHEMA_KEYS.has(key)) throw new Error(`${path || '<root>'}: schema keyword ${key} is not implemented here`);
+  const at = path || '<root>';
+  const out: string[] = [];
+  const type = schema.type;
+  const actual = value === null ? 'null' : Array.isArray(value) ? 'array' : Number.isInteger(value) ? 'integer' : typeof value;
+  if (type !== undefined && !(type === actual || (type === 'number' && actual === 'integer'))) return [`${at}: must be ${type}, got ${actual}`];
+  if (typeof value === 'number') {
+    if (schema.minimum !== undefined && value < schema.minimum) out.push(`${at}: must be >= ${schema.minimum}`);
+    if (schema.maximum !== undefined && value > schema.maximum) out.push(`${at}: must be <= ${schema.maximum}`);
+  }
+  if (typeof value === 'string') {
+    if (schema.minLength !== undefined && value.length < schema.minLength) out.push(`${at}: shorter than ${schema.minLength}`);
+    if (schema.maxLength !== undefined && value.length > schema.maxLength) out.push(`${at}: longer than ${schema.maxLength}`);
+  }
+  if (Array.isArray(value)) {
+    if (schema.minItems !== undefined && value.length < schema.minItems) out.push(`${at}: fewer than ${schema.minItems} items`);
+    if (schema.maxItems !== undefined && value.length > schema.maxItems) out.push(`${at}: more than ${schema.maxItems} items`);
+    if (schema.items !== undefined) value.forEach((v, i) => out.push(...structuralErrors(v, schema.items!, `${path}[${i}]`)));
+  }
+  if (actual === 'object') {
+    const object = value as Record<string, unknown>;
+    for (const name of schema.required ?? []) if (!(name in object)) out.push(`${at}: ${name} is required`);
+    for (const [key, v] of Object.entries(object)) {
+      // The API server validates a custom resource's metadata as ObjectMeta, not by the CRD's schema.
+      if (path === '' && key === 'metadata') continue;
+      const child = schema.properties?.[key];
+      if (child !== undefined) out.push(...structuralErrors(v, child, `${path}.${key}`));
+      else if (schema['x-kubernetes-preserve-unknown-fields'] !== true) out.push(`${path}.${key}: unknown field, would be pruned`);
+    }
+  }
+  return out;
+}
