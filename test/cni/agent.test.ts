@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseCniAgentConfig, type CniAgentConfig } from '../../src/cni/agent-config.ts';
@@ -18,7 +18,7 @@ import { createNodeNetwork, requireNetns, type NetnsNode } from '../helpers/netn
 import { testPki } from '../helpers/pki.ts';
 import { until } from '../helpers/prometheus.ts';
 import { tempDir } from '../helpers/tmp.ts';
-import { runShim, type ShimRun } from '../helpers/cni.ts';
+import { fakeProcRoot, runShim, type ShimRun } from '../helpers/cni.ts';
 
 /**
  * The node agent end to end (netns tier): a fake API server, a pod netns, the real ztunnel in shared mode
@@ -129,21 +129,6 @@ interface Rig {
   startAgent(): Promise<CniAgent>;
 }
 
-/**
- * A procRoot with one process of the pod: `<pid>/cgroup` names the pod uid (cgroupfs layout), `<pid>/ns/net`
- * links to the pod's named netns, as `/host/proc` shows a pod's sandbox process. Without `podUid` it is empty.
- */
-async function fakeProcRoot(t: ExecutionContext, pod: NetnsNode, podUid: string | undefined): Promise<string> {
-  const root = await tempDir(t, 'an-agent-proc-');
-  if (podUid === undefined) return root;
-  const dir = join(root, '4242');
-  await mkdir(join(dir, 'ns'), { recursive: true });
-  await writeFile(join(dir, 'cgroup'), `0::/kubepods/besteffort/pod${podUid}/c0ffee\n`);
-  await writeFile(join(dir, 'stat'), `4242 (pause) S 1 4242 4242 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 1000 0 0\n`);
-  await symlink(namedNetnsPath(pod.name), join(dir, 'ns', 'net'));
-  return root;
-}
-
 /** `procfs: 'empty'` lets the informer path find no netns (enrolment only through CNI ADD); 'pod' shows the pod's process. */
 async function rig(t: ExecutionContext, procfs: 'empty' | 'pod'): Promise<Rig> {
   const network = await createNodeNetwork(t, { count: 2 });
@@ -167,7 +152,7 @@ async function rig(t: ExecutionContext, procfs: 'empty' | 'pod'): Promise<Rig> {
     AMBIENT_IPV6: 'false', INSTALL_CNI: 'false', HOST_NETNS: namedNetnsPath(host.name), MONITORING_PORT: '0', READINESS_PORT: '0',
   });
   if (!parsed.ok) throw new Error(parsed.errors.join('\n'));
-  const procRoot = await fakeProcRoot(t, pod, procfs === 'pod' ? created.metadata?.uid : undefined);
+  const procRoot = await fakeProcRoot(t, procfs === 'pod' ? [{ pid: 4242, uid: created.metadata?.uid ?? '', netns: pod.name }] : []);
   const config: CniAgentConfig = { ...parsed.value, procRoot };
   const log = captureLog();
   const agents = new Set<CniAgent>();
@@ -206,7 +191,7 @@ async function rig(t: ExecutionContext, procfs: 'empty' | 'pod'): Promise<Rig> {
 }
 
 /** CNI ADD for default/web through the real shim; returns the run and the prevResult it was given. */
-async function cniAdd(rig: Rig): Promise<{ run: ShimRun; prev: unknown }> {
+async function cniAdd(rig: Rig, netns = namedNetnsPath(rig.pod.name)): Promise<{ run: ShimRun; prev: unknown }> {
   const prev = {
     cniVersion: '1.0.0',
     interfaces: [{ name: 'eth0', sandbox: namedNetnsPath(rig.pod.name) }],
@@ -226,7 +211,7 @@ async function cniAdd(rig: Rig): Promise<{ run: ShimRun; prev: unknown }> {
     AMBIENT_CNI_SOCKET: rig.config.pluginSocket,
     CNI_COMMAND: 'ADD',
     CNI_CONTAINERID: 'c0ffee',
-    CNI_NETNS: namedNetnsPath(rig.pod.name),
+    CNI_NETNS: netns,
     CNI_IFNAME: 'eth0',
     CNI_PATH: '/opt/cni/bin',
     CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=c0ffee',
@@ -273,6 +258,28 @@ test('CNI ADD through the real shim enrols the pod (rules, ztunnel listeners, an
   t.notRegex(await iptablesSave(r.host), /ISTIO_POSTRT/);
   const sets = await promisify(execFile)('ip', ['netns', 'exec', r.host.name, 'ipset', 'list', '-n']);
   t.notRegex(sets.stdout, /istio-inpod-probes/);
+});
+
+test('CNI ADD with a netns that no longer exists: CNI error JSON naming it, nothing applied, no annotation, the agent keeps serving', async (t) => {
+  if (!requireNetns(t)) return;
+  const r = await rig(t, 'empty');
+  const agent = await r.startAgent();
+  const gone = '/var/run/netns/an-gone-' + process.pid;
+  const { run } = await cniAdd(r, gone);
+  t.is(run.code, 1);
+  const error = JSON.parse(run.stdout) as { code: number; msg: string; details?: string };
+  t.true(error.code > 0);
+  t.true(`${error.msg} ${error.details ?? ''}`.includes(gone), run.stdout);
+  t.deepEqual(agent.pods(), [], 'the pod is not tracked');
+  t.is(annotation(r.fake), undefined);
+  t.notRegex(await iptablesSave(r.pod), /ISTIO_/, 'no rules anywhere');
+  t.deepEqual(await listProbeIps({ kind: 'name', name: r.host.name }), []);
+  t.true(r.log.records.some((rec) => rec['code'] === 'CNI_POD_NETNS_FAILED'), 'logged with its code');
+
+  // The same pod with its real netns is then enrolled normally.
+  const ok = await cniAdd(r);
+  t.is(ok.run.code, 0, ok.run.stdout);
+  await until(() => annotation(r.fake) === 'enabled', 'the annotation after the good ADD');
 });
 
 test('an agent that cannot ask the API server at shutdown leaves the host rules in place (upgrade-safe)', async (t) => {
