@@ -11,7 +11,7 @@ import { captureLog } from '../helpers/log.ts';
 import { dashboardQueries, instantiate, loadDashboard } from '../helpers/dashboard.ts';
 import { loadManifests, REPO } from '../helpers/manifests.ts';
 import { testPki } from '../helpers/pki.ts';
-import { promtoolCheckMetrics, requirePrometheus, startPrometheus, type PromSample } from '../helpers/prometheus-server.ts';
+import { kubernetesPodsConfig, podTargets, promtoolCheckMetrics, requirePrometheus, startPrometheus, type PromSample } from '../helpers/prometheus-server.ts';
 import { sample, until } from '../helpers/prometheus.ts';
 import { echo, readAll, tcpServer } from '../helpers/tcp.ts';
 import { tempDir } from '../helpers/tmp.ts';
@@ -228,4 +228,48 @@ test('promtool check metrics passes on the ztunnel\'s exposition after traffic a
   // And the lint can fail: a counter without _total and without HELP is reported.
   const bad = await promtoolCheckMetrics('# TYPE connections counter\nconnections 1\n');
   t.not(bad.output, '');
+});
+
+test('Istio\'s annotation-driven kubernetes-pods job keeps the ztunnel pod by the DaemonSet\'s annotations, scrapes it at the annotated port and path, and labels it with the pod\'s labels', async (t) => {
+  if (!requirePrometheus(t)) return;
+  const { zt } = await ztunnelWithTraffic(t);
+  const dir = await tempDir(t);
+  const ds = daemonSets.find((d) => d.metadata?.name === 'ztunnel')!;
+  const template = ds.spec!.template;
+  const statsPort = zt.ports().stats;
+  // The pod the DaemonSet controller would create, on loopback. Only the port is this test's (the ztunnel bound 0):
+  // manifests.test.ts checks that the annotation is the stats port ztunnel really uses (15020).
+  t.is(template.metadata!.annotations!['prometheus.io/port'], '15020');
+  const ztunnelPod = podTargets({
+    namespace: ds.metadata!.namespace!, name: 'ztunnel-x7k2p', ip: '127.0.0.1', phase: 'Running',
+    labels: { ...template.metadata!.labels },
+    annotations: { ...template.metadata!.annotations, 'prometheus.io/port': String(statsPort) },
+    containers: template.spec!.containers.map((c) => ({ name: c.name, ports: (c.ports ?? []).map((p) => ({ containerPort: p.containerPort, ...(p.name ? { name: p.name } : {}) })) })),
+  });
+  // A pod without the annotation, and a finished one with it: the job leaves both out.
+  const others = [
+    ...podTargets({ namespace: 'default', name: 'app', ip: '127.0.0.3', phase: 'Running', labels: { app: 'sleep' }, annotations: {}, containers: [{ name: 'app', ports: [{ containerPort: 8080 }] }] }),
+    ...podTargets({ namespace: 'default', name: 'job', ip: '127.0.0.4', phase: 'Succeeded', labels: {}, annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9090' }, containers: [{ name: 'job', ports: [{ containerPort: 9090 }] }] }),
+  ];
+  const sdFile = join(dir, 'pods.json');
+  await writeFile(sdFile, JSON.stringify([...ztunnelPod, ...others]));
+
+  const prometheus = await startPrometheus(t, kubernetesPodsConfig(sdFile));
+  const up = only(await prometheus.waitFor('up{job="kubernetes-pods"}', (s) => s.length > 0 && s.every((x) => x.value[1] === '1')));
+  t.deepEqual(up.metric, {
+    __name__: 'up',
+    job: 'kubernetes-pods',
+    instance: `127.0.0.1:${statsPort}`,
+    namespace: 'istio-system',
+    pod: 'ztunnel-x7k2p',
+    app: 'ztunnel',
+    app_kubernetes_io_name: 'ztunnel',
+    app_kubernetes_io_part_of: 'ambient-node',
+    sidecar_istio_io_inject: 'false',
+    istio_io_dataplane_mode: 'none',
+  });
+  const opened = only(await prometheus.waitFor('sum by (pod, namespace) (istio_tcp_connections_opened_total{reporter="destination"})', (s) => s.length > 0));
+  t.deepEqual(opened.metric, { pod: 'ztunnel-x7k2p', namespace: 'istio-system' });
+  t.is(opened.value[1], String(TUNNELS));
+  await prometheus.close();
 });

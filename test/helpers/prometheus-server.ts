@@ -9,7 +9,7 @@ import { tempDir } from './tmp.ts';
 
 /**
  * Debian's `prometheus` and `promtool` as real peers: a Prometheus on loopback only, with its storage in a temp dir,
- * scraping the targets given every second, killed when the test ends.
+ * scraping the targets given (or a whole configuration) every second, killed when the test ends.
  */
 
 export const PROMETHEUS = '/usr/bin/prometheus';
@@ -81,10 +81,105 @@ async function stop(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-export async function startPrometheus(t: ExecutionContext, targets: readonly ScrapeTarget[]): Promise<PrometheusServer> {
+/** A label name as Prometheus sanitizes it (every character outside `[a-zA-Z0-9_]` becomes `_`). */
+const sanitize = (name: string): string => name.replace(/[^a-zA-Z0-9_]/g, '_');
+
+export interface PodForDiscovery {
+  readonly namespace: string;
+  readonly name: string;
+  readonly ip: string;
+  readonly phase: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly containers: ReadonlyArray<{ readonly name: string; readonly ports: ReadonlyArray<{ readonly name?: string; readonly containerPort: number }> }>;
+}
+
+/**
+ * The targets Prometheus's Kubernetes `role: pod` discovery makes of a pod (one per container port, `__address__`
+ * `<podIP>:<port>`, and its documented `__meta_kubernetes_*` labels), in file_sd form. Debian builds Prometheus
+ * without Kubernetes discovery, so the tests hand these over through a file; the relabelling is Prometheus's own.
+ */
+export function podTargets(pod: PodForDiscovery): Array<{ targets: string[]; labels: Record<string, string> }> {
+  const common: Record<string, string> = {
+    __meta_kubernetes_namespace: pod.namespace,
+    __meta_kubernetes_pod_name: pod.name,
+    __meta_kubernetes_pod_ip: pod.ip,
+    __meta_kubernetes_pod_phase: pod.phase,
+  };
+  for (const [k, v] of Object.entries(pod.labels)) {
+    common[`__meta_kubernetes_pod_label_${sanitize(k)}`] = v;
+    common[`__meta_kubernetes_pod_labelpresent_${sanitize(k)}`] = 'true';
+  }
+  for (const [k, v] of Object.entries(pod.annotations)) {
+    common[`__meta_kubernetes_pod_annotation_${sanitize(k)}`] = v;
+    common[`__meta_kubernetes_pod_annotationpresent_${sanitize(k)}`] = 'true';
+  }
+  return pod.containers.flatMap((c) => c.ports.map((p) => ({
+    targets: [`${pod.ip}:${p.containerPort}`],
+    labels: {
+      ...common,
+      __meta_kubernetes_pod_container_name: c.name,
+      __meta_kubernetes_pod_container_port_number: String(p.containerPort),
+      __meta_kubernetes_pod_container_port_protocol: 'TCP',
+      ...(p.name !== undefined ? { __meta_kubernetes_pod_container_port_name: p.name } : {}),
+    },
+  })));
+}
+
+/**
+ * The annotation-driven `kubernetes-pods` job of Istio's Prometheus add-on (reference istio-ambient.md §5.1): pods
+ * with `prometheus.io/scrape: "true"`, the port and path from `prometheus.io/port` and `prometheus.io/path`, pod
+ * labels copied, and `namespace` and `pod` labels; the pod targets come from `sdFile` (see `podTargets`).
+ */
+export function kubernetesPodsConfig(sdFile: string): string {
+  return `global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: kubernetes-pods
+    honor_labels: true
+    file_sd_configs:
+      - files: [${JSON.stringify(sdFile)}]
+        refresh_interval: 1s
+    relabel_configs:
+      - action: keep
+        regex: true
+        source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
+      - action: drop
+        regex: true
+        source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape_slow]
+      - action: replace
+        regex: (https?)
+        source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scheme]
+        target_label: __scheme__
+      - action: replace
+        regex: (.+)
+        source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path]
+        target_label: __metrics_path__
+      - action: replace
+        regex: (\\d+);((([0-9]+?)(\\.|$)){4})
+        replacement: $2:$1
+        source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_port, __meta_kubernetes_pod_ip]
+        target_label: __address__
+      - action: labelmap
+        regex: __meta_kubernetes_pod_label_(.+)
+      - action: replace
+        source_labels: [__meta_kubernetes_namespace]
+        target_label: namespace
+      - action: replace
+        source_labels: [__meta_kubernetes_pod_name]
+        target_label: pod
+      - action: drop
+        regex: Pending|Succeeded|Failed|Completed
+        source_labels: [__meta_kubernetes_pod_phase]
+`;
+}
+
+export async function startPrometheus(t: ExecutionContext, targets: readonly ScrapeTarget[] | string): Promise<PrometheusServer> {
   const dir = await tempDir(t, 'ambient-prometheus-');
   const config = join(dir, 'prometheus.yml');
-  await writeFile(config, scrapeConfig(targets));
+  await writeFile(config, typeof targets === 'string' ? targets : scrapeConfig(targets));
   for (let attempt = 1; ; attempt++) {
     const port = await freeLoopbackPort();
     const child = spawn(PROMETHEUS, [
