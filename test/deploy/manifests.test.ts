@@ -11,7 +11,8 @@ import { createCniAgentMetrics, startAgentMonitoring } from '../../src/cni/agent
 import { READINESS_PATH } from '../../src/ztunnel/readiness-server.ts';
 import { STATS_PATHS } from '../../src/ztunnel/stats-server.ts';
 import { captureLog } from '../helpers/log.ts';
-import { describe, loadManifests, REPO, structuralErrors, validateManifest, type KubeObject, type Manifest, type StructuralSchema } from '../helpers/manifests.ts';
+import { parseYaml } from '../../src/core/yaml.ts';
+import { DEPLOY_DIR, describe, KUSTOMIZATION, loadManifests, REPO, structuralErrors, validateManifest, type KubeObject, type Manifest, type StructuralSchema } from '../helpers/manifests.ts';
 
 /**
  * Every manifest under deploy/ is validated offline against the Kubernetes API schemas (kubernetes-models'
@@ -91,6 +92,17 @@ test('deploy/ holds the namespace, RBAC, the node DaemonSets and the Gateway API
   t.deepEqual(byKind('CustomResourceDefinition').map((m) => (m.object as unknown as V1CustomResourceDefinition).spec.names.kind).sort(), [
     'GRPCRoute', 'Gateway', 'GatewayClass', 'HTTPRoute',
   ]);
+});
+
+test('kustomization.yaml lists every manifest but the Gateway API CRDs, namespace first', (t) => {
+  const kustomization = parseYaml(readFileSync(join(DEPLOY_DIR, KUSTOMIZATION), 'utf8'));
+  if (!kustomization.ok) throw new Error(kustomization.errors.join('\n'));
+  const k = kustomization.value as { apiVersion: string; kind: string; resources: string[] };
+  t.is(k.apiVersion, 'kustomize.config.k8s.io/v1beta1');
+  t.is(k.kind, 'Kustomization');
+  const files = [...new Set(manifests.map((m) => m.file))].filter((f) => f !== 'gateway-api-crds.yaml');
+  t.deepEqual([...k.resources].sort(), files.sort());
+  t.is(k.resources[0], 'namespace.yaml', 'plain kubectl apply -f in this order works too');
 });
 
 for (const m of manifests) {

@@ -29,10 +29,13 @@ export interface KubeObject {
   readonly [field: string]: unknown;
 }
 
-/** Every YAML document of every `deploy/*.yaml` file (strict: duplicate keys and syntax errors throw). */
+/** kustomize's file, which is not a Kubernetes object. */
+export const KUSTOMIZATION = 'kustomization.yaml';
+
+/** Every YAML document of every `deploy/*.yaml` file but the kustomization (strict: duplicate keys and syntax errors throw). */
 export function loadManifests(dir = DEPLOY_DIR): Manifest[] {
   const out: Manifest[] = [];
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml') && f !== KUSTOMIZATION).sort()) {
     const docs = parseAllDocuments(readFileSync(join(dir, file), 'utf8'), { uniqueKeys: true, prettyErrors: false });
     if (!Array.isArray(docs)) throw new Error(`${file}: not a YAML stream`);
     docs.forEach((doc, index) => {
