@@ -77,9 +77,8 @@ bench-xds: deps build
 clean:
 	rm -rf dist build
 
-# The container images of deploy/docker (needs a Docker engine with BuildKit; the tests check them without one).
+# The container image of deploy/docker (needs a Docker engine with BuildKit; the tests check it without one).
 .PHONY: images
 IMAGE_TAG ?= $(shell node -p 'require("./package.json").version')
 images:
-	docker build -f deploy/docker/ztunnel.Dockerfile -t ambient-node/ztunnel:$(IMAGE_TAG) .
-	docker build -f deploy/docker/install-cni.Dockerfile -t ambient-node/install-cni:$(IMAGE_TAG) .
+	docker build -f deploy/docker/ambient-node.Dockerfile -t ambient-node:$(IMAGE_TAG) .

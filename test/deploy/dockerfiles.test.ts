@@ -10,10 +10,10 @@ import { loadManifests, REPO } from '../helpers/manifests.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 /**
- * The Dockerfiles under deploy/docker cannot be built here (no Docker engine), so they are checked statically and
- * their runtime stage is re-enacted: every `COPY --from=build` of the final stage is copied out of the `make build`
- * tree into a temporary root, and the image's entrypoint is run from there. A missing file (proto/ is read at run
- * time, the addon is found relative to dist/) shows up as a failure to start, as it would in the image.
+ * deploy/docker/ambient-node.Dockerfile cannot be built here (no Docker engine), so it is checked statically and its
+ * runtime stage is re-enacted: every `COPY --from=build` of the final stage is copied out of the `make build` tree
+ * into a temporary root, and the image's entrypoint is run from there. A missing file (proto/ is read at run time,
+ * the addon is found relative to dist/) shows up as a failure to start, as it would in the image.
  */
 
 interface Instruction {
@@ -72,52 +72,50 @@ function copies(stage: Stage): Copy[] {
 }
 
 const DOCKER_DIR = join(REPO, 'deploy', 'docker');
-const IMAGES = ['ztunnel', 'install-cni'] as const;
+const IMAGE = 'ambient-node';
+const COMPONENTS = ['ztunnel', 'cni-agent'];
 const version = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 const load = (image: string) => parseDockerfile(readFileSync(join(DOCKER_DIR, `${image}.Dockerfile`), 'utf8'));
 const daemonSets = loadManifests().filter((m) => m.object.kind === 'DaemonSet').map((m) => m.object as unknown as V1DaemonSet);
-const containerOf = (image: string) => daemonSets.flatMap((ds) => ds.spec!.template.spec!.containers).find((c) => c.image?.startsWith(`ambient-node/${image}:`));
+const containers = daemonSets.flatMap((ds) => ds.spec!.template.spec!.containers);
 const finalStage = (stages: Stage[]) => stages.at(-1)!;
 const last = (stage: Stage, op: string) => stage.instructions.filter((i) => i.op === op).at(-1)?.args;
 
-test('deploy/docker holds one Dockerfile per image the DaemonSets run, tagged with the package version', (t) => {
+test('deploy/docker holds the one image both DaemonSets run, tagged with the package version', (t) => {
   const files = readdirSync(DOCKER_DIR).filter((f) => f.endsWith('.Dockerfile')).sort();
-  t.deepEqual(files, IMAGES.map((i) => `${i}.Dockerfile`).sort());
-  const images = daemonSets.flatMap((ds) => ds.spec!.template.spec!.containers.map((c) => c.image)).sort();
-  t.deepEqual(images, IMAGES.map((i) => `ambient-node/${i}:${version}`).sort());
+  t.deepEqual(files, [`${IMAGE}.Dockerfile`]);
+  t.deepEqual([...new Set(containers.map((c) => c.image))], [`${IMAGE}:${version}`]);
+  t.deepEqual(containers.map((c) => c.args?.[0]).sort(), [...COMPONENTS].sort(), 'the component is the first argument');
+  t.true(containers.every((c) => c.command === undefined), 'the image\'s entrypoint is used');
 });
 
-for (const image of IMAGES) {
-  test(`${image}.Dockerfile: multi-stage on Node 24 LTS, production dependencies only, the entrypoint the DaemonSet runs`, (t) => {
-    const stages = load(image);
-    t.true(stages.length >= 3, 'build, production deps, runtime');
-    for (const s of stages) t.regex(s.base, /^node:24-[a-z]+(-slim)?$/, `${s.name ?? 'final'} stage on Node 24`);
-    const runtime = finalStage(stages);
-    t.regex(runtime.base, /-slim$/, 'a slim runtime');
-    const deps = stages.find((s) => s.instructions.some((i) => i.op === 'RUN' && /npm ci\b.*--omit=dev/.test(i.args)));
-    t.truthy(deps?.name, 'a stage installs the production dependencies alone');
-    const runtimeCopies = copies(runtime);
-    t.true(runtimeCopies.every((c) => c.from !== undefined), 'the runtime stage takes nothing from the build context');
-    t.deepEqual(runtimeCopies.filter((c) => c.sources.some((s) => s.endsWith('node_modules'))).map((c) => c.from), [deps?.name], 'node_modules only from the production stage');
-    t.false(runtime.instructions.some((i) => i.op === 'RUN' && /npm (ci|install)/.test(i.args)), 'no npm install in the runtime stage');
-    t.is(last(runtime, 'WORKDIR'), '/', 'ztunnel\'s relative default paths resolve from /');
-    t.is(last(runtime, 'ENTRYPOINT'), '["/app/bin/ambientd"]');
-    const container = containerOf(image);
-    t.truthy(container, `a DaemonSet runs ambient-node/${image}`);
-    t.is(container?.command, undefined, 'the image\'s entrypoint is used');
-    t.is(last(runtime, 'CMD'), JSON.stringify([container?.args?.[0]]), 'CMD is the component the DaemonSet runs');
+test('ambient-node.Dockerfile: multi-stage on Node 24 LTS, production dependencies only, ambientd as the entrypoint and on PATH', (t) => {
+  const stages = load(IMAGE);
+  t.true(stages.length >= 3, 'build, production deps, runtime');
+  for (const s of stages) t.regex(s.base, /^node:24-[a-z]+(-slim)?$/, `${s.name ?? 'final'} stage on Node 24`);
+  const runtime = finalStage(stages);
+  t.regex(runtime.base, /-slim$/, 'a slim runtime');
+  const deps = stages.find((s) => s.instructions.some((i) => i.op === 'RUN' && /npm ci\b.*--omit=dev/.test(i.args)));
+  t.truthy(deps?.name, 'a stage installs the production dependencies alone');
+  const runtimeCopies = copies(runtime);
+  t.true(runtimeCopies.every((c) => c.from !== undefined), 'the runtime stage takes nothing from the build context');
+  t.deepEqual(runtimeCopies.filter((c) => c.sources.some((src) => src.endsWith('node_modules'))).map((c) => c.from), [deps?.name], 'node_modules only from the production stage');
+  t.false(runtime.instructions.some((i) => i.op === 'RUN' && /npm (ci|install)/.test(i.args)), 'no npm install in the runtime stage');
+  t.is(last(runtime, 'WORKDIR'), '/', 'ztunnel\'s relative default paths resolve from /');
+  t.is(last(runtime, 'ENTRYPOINT'), '["/app/bin/ambientd"]');
+  t.regex(last(runtime, 'ENV') ?? '', /\bPATH=\/app\/bin:\$PATH\b/, 'command: [ambientd] works (the waypoint Deployments)');
+  t.regex(runtime.instructions.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n'), /apt-get install .*\biptables\b.*\bipset\b.*\biproute2\b/, 'the agent\'s tools');
 
-    // The build stage's context copies exist and are not excluded by the Dockerfile's .dockerignore.
-    const ignore = readFileSync(join(DOCKER_DIR, `${image}.Dockerfile.dockerignore`), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-    for (const c of stages.flatMap(copies).filter((c) => c.from === undefined)) {
-      for (const source of c.sources) {
-        t.true(existsSync(join(REPO, source)), `${source} is in the repository`);
-        t.false(ignore.includes(source.replace(/\/$/, '')), `${source} is not in the .dockerignore`);
-      }
+  // The build stage's context copies exist and are not excluded by the Dockerfile's .dockerignore.
+  const ignore = readFileSync(join(DOCKER_DIR, `${IMAGE}.Dockerfile.dockerignore`), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  for (const c of stages.flatMap(copies).filter((x) => x.from === undefined)) {
+    for (const source of c.sources) {
+      t.true(existsSync(join(REPO, source)), `${source} is in the repository`);
+      t.false(ignore.includes(source.replace(/\/$/, '')), `${source} is not in the .dockerignore`);
     }
-    for (const heavy of ['node_modules', 'dist', 'build', '.git']) t.true(ignore.includes(heavy), `${heavy} stays out of the build context`);
-  });
-}
+  }
+  for (const heavy of ['node_modules', 'dist', 'build', '.git']) t.true(ignore.includes(heavy), `${heavy} stays out of the build context`);
+});
 
 /** The runtime stage's layout under a temporary root: build-stage copies from the `make build` tree, node_modules linked. */
 async function assemble(t: ExecutionContext, image: string): Promise<string> {
@@ -160,8 +158,8 @@ async function run(command: string, args: readonly string[], options: { cwd: str
   return { code, stdout, stderr };
 }
 
-test('ztunnel image layout: the entrypoint starts a ztunnel that becomes ready and serves metrics, and stops on SIGTERM', async (t) => {
-  const root = await assemble(t, 'ztunnel');
+test('image layout: the entrypoint starts a ztunnel that becomes ready and serves metrics, and stops on SIGTERM', async (t) => {
+  const root = await assemble(t, IMAGE);
   const entrypoint = join(root, 'app', 'bin', 'ambientd');
   accessSync(entrypoint, constants.X_OK);
   const mesh = join(root, 'mesh.yaml');
@@ -226,14 +224,14 @@ test('ztunnel image layout: the entrypoint starts a ztunnel that becomes ready a
   t.is(lazy.stdout.trim(), join(root, 'app', 'proto'), lazy.stderr);
 });
 
-test('install-cni image layout: the agent entrypoint loads, and the plugin the installer copies is the static shim at the configured path', async (t) => {
-  const root = await assemble(t, 'install-cni');
+test('image layout: the agent entrypoint loads, and the plugin the installer copies is the static shim at the configured path', async (t) => {
+  const root = await assemble(t, IMAGE);
   const entrypoint = join(root, 'app', 'bin', 'ambientd');
   const agent = await run(entrypoint, ['cni-agent'], { cwd: root, env: {} });
   t.is(agent.code, 2, 'a configuration error, after every module of the agent loaded');
   t.regex(agent.stderr, /NODE_NAME: required/);
 
-  const container = containerOf('install-cni')!;
+  const container = containers.find((c) => c.args?.[0] === 'cni-agent')!;
   const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? 'node-1']));
   const parsed = parseCniAgentConfig({}, env);
   if (!parsed.ok) throw new Error(parsed.errors.join('\n'));
