@@ -87,6 +87,8 @@ test('deploy/docker holds the one image both DaemonSets run, tagged with the pac
   t.deepEqual([...new Set(containers.map((c) => c.image))], [`${IMAGE}:${version}`]);
   t.deepEqual(containers.map((c) => c.args?.[0]).sort(), [...COMPONENTS].sort(), 'the component is the first argument');
   t.true(containers.every((c) => c.command === undefined), 'the image\'s entrypoint is used');
+  const buildTag = containers.flatMap((c) => c.env ?? []).find((e) => e.name === 'ISTIO_META_ISTIO_VERSION')?.value;
+  t.is(buildTag, version, 'istio_build{tag} is the version the image carries');
 });
 
 test('ambient-node.Dockerfile: multi-stage on Node 24 LTS, production dependencies only, ambientd as the entrypoint and on PATH', (t) => {
