@@ -307,6 +307,8 @@ test('RBAC: the agent\'s service account may make every API call the agent makes
   t.true(agentRules.every((r) => !(r.resources ?? []).includes('daemonsets') || (r.resourceNames ?? []).length > 0), 'only its own DaemonSet');
   t.false(agentRules.some((r) => r.verbs.includes('*') || (r.resources ?? []).includes('*') || (r.resources ?? []).includes('secrets')), 'least privilege');
   t.deepEqual(rolesOf(ztunnelPod.serviceAccountName!, ztunnelDs.metadata!.namespace!), []);
+  t.is(ztunnelPod.automountServiceAccountToken, false, 'ztunnel gets no API token at all');
+  t.not(agentPod.automountServiceAccountToken, false, 'the agent uses the in-cluster service account');
   const accounts = byKind('ServiceAccount').map((m) => `${m.object.metadata.namespace}/${m.object.metadata.name}`).sort();
   t.deepEqual(accounts, ['istio-system/istio-cni', 'istio-system/ztunnel']);
 });
