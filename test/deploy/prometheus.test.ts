@@ -122,13 +122,24 @@ const only = (samples: readonly PromSample[]): PromSample => {
   return samples[0]!;
 };
 
-test('Prometheus scrapes a real ztunnel as the DaemonSet annotates it and answers the standard TCP series with exact values and labels', async (t) => {
+test('Prometheus scrapes a real ztunnel (and the CNI agent\'s metrics server) as the DaemonSets annotate them and answers the standard TCP series with exact values and labels', async (t) => {
   if (!requirePrometheus(t)) return;
   const { zt } = await ztunnelWithTraffic(t);
   const annotations = annotationsOf('ztunnel');
   t.is(annotations['prometheus.io/scrape'], 'true');
   const address = `127.0.0.1:${zt.ports().stats}`;
-  const prometheus = await startPrometheus(t, [{ job: 'ztunnel', address, metricsPath: annotations['prometheus.io/path'] ?? '/metrics' }]);
+  // The CNI agent's metrics server as the agent runs it, after one answered CNI ADD, with one ztunnel connected.
+  const agentMetrics = createCniAgentMetrics();
+  agentMetrics.pluginRequests.inc({ response_code: '200' });
+  agentMetrics.ztunnelConnected.set({}, 1);
+  const agent = await startAgentMonitoring({
+    metrics: agentMetrics, pending: () => [], monitoringPort: 0, readinessPort: 0, host: '127.0.0.1', logger: captureLog().logger,
+  });
+  t.teardown(() => agent.close());
+  const prometheus = await startPrometheus(t, [
+    { job: 'ztunnel', address, metricsPath: annotations['prometheus.io/path'] ?? '/metrics' },
+    { job: 'istio-cni', address: `127.0.0.1:${agent.ports.metrics}`, metricsPath: annotationsOf('istio-cni-node')['prometheus.io/path'] ?? '/metrics' },
+  ]);
 
   const up = await prometheus.waitFor('up{job="ztunnel"}', (s) => s.length === 1 && s[0]!.value[1] === '1');
   t.is(only(up).metric['instance'], address);
@@ -180,6 +191,12 @@ test('Prometheus scrapes a real ztunnel as the DaemonSet annotates it and answer
   t.is(metadata.length, 1);
   t.is(metadata[0]?.type, 'counter');
   t.not(metadata[0]?.help, '');
+  // The agent's series, typed as the agent declares them.
+  await prometheus.waitFor('up{job="istio-cni"}', (r) => r.length === 1 && r[0]!.value[1] === '1');
+  t.is(only(await prometheus.query('istio_cni_plugin_requests_total{job="istio-cni"}')).metric['response_code'], '200');
+  t.is(only(await prometheus.query('ztunnel_connected{job="istio-cni"}')).value[1], '1');
+  const agentMetadata = (await prometheus.api(`/api/v1/targets/metadata?match_target=${encodeURIComponent('{job="istio-cni"}')}`)) as Array<{ metric: string; type: string }>;
+  t.deepEqual(Object.fromEntries(agentMetadata.map((m) => [m.metric, m.type])), { istio_cni_plugin_requests: 'counter', ztunnel_connected: 'gauge' });
   const build = only(await prometheus.query('istio_build{component="ztunnel"}'));
   t.is(build.metric['tag'], '0.1.0');
 
