@@ -1,7 +1,9 @@
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { V1ClusterRole, V1ClusterRoleBinding, V1Container, V1CustomResourceDefinition, V1DaemonSet, V1JSONSchemaProps, V1PodSpec } from '@kubernetes/client-node';
+import type {
+  V1ClusterRole, V1ClusterRoleBinding, V1Container, V1CustomResourceDefinition, V1DaemonSet, V1Deployment, V1JSONSchemaProps, V1PodSpec, V1Service,
+} from '@kubernetes/client-node';
 import { parseFlags } from '../../src/cli/flags.ts';
 import { CniAgentEnv, parseCniAgentConfig } from '../../src/cni/agent-config.ts';
 import { DEFAULT_CNI_AGENT_RUN_DIR, pluginEntry } from '../../src/cni/installer.ts';
@@ -85,9 +87,9 @@ function agentConfig() {
   return { component, errors: [...errors, ...(parsed.ok ? [] : parsed.errors)], config: parsed.ok ? parsed.value : undefined };
 }
 
-test('deploy/ holds the namespace, RBAC, the node DaemonSets and the Gateway API CRDs', (t) => {
+test('deploy/ holds the namespace, RBAC, the node DaemonSets, the control plane and the Gateway API CRDs', (t) => {
   const files = [...new Set(manifests.map((m) => m.file))];
-  t.true(['daemonset.yaml', 'gateway-api-crds.yaml', 'namespace.yaml', 'rbac.yaml'].every((f) => files.includes(f)), files.join(', '));
+  t.true(['control-plane.yaml', 'daemonset.yaml', 'gateway-api-crds.yaml', 'namespace.yaml', 'rbac.yaml'].every((f) => files.includes(f)), files.join(', '));
   t.deepEqual(byKind('DaemonSet').map((m) => m.object.metadata.name).sort(), ['istio-cni-node', 'ztunnel']);
   t.deepEqual(byKind('CustomResourceDefinition').map((m) => (m.object as unknown as V1CustomResourceDefinition).spec.names.kind).sort(), [
     'GRPCRoute', 'Gateway', 'GatewayClass', 'HTTPRoute',
@@ -310,7 +312,7 @@ test('RBAC: the agent\'s service account may make every API call the agent makes
   t.is(ztunnelPod.automountServiceAccountToken, false, 'ztunnel gets no API token at all');
   t.not(agentPod.automountServiceAccountToken, false, 'the agent uses the in-cluster service account');
   const accounts = byKind('ServiceAccount').map((m) => `${m.object.metadata.namespace}/${m.object.metadata.name}`).sort();
-  t.deepEqual(accounts, ['istio-system/istio-cni', 'istio-system/ztunnel']);
+  t.deepEqual(accounts, ['istio-system/istio-cni', 'istio-system/istiod', 'istio-system/ztunnel']);
 });
 
 function structuralProblems(schema: V1JSONSchemaProps, path: string): string[] {
@@ -398,4 +400,56 @@ test('Gateway API CRDs accept what the waypoint flow creates and refuse what the
   t.deepEqual(structuralErrors({ ...waypoint, spec: { ...waypoint.spec, listeners: [] } }, schemaOf('Gateway')), ['.spec.listeners: fewer than 1 items']);
   t.deepEqual(structuralErrors({ ...route, spec: { parentRefs: [{ kind: 'Service' }] } }, schemaOf('HTTPRoute')), ['.spec.parentRefs[0]: name is required']);
   t.deepEqual(structuralErrors({ ...gatewayClass, spec: {} }, schemaOf('GatewayClass')), ['.spec: controllerName is required']);
+});
+
+test('control plane: the Service ztunnel dials is this Deployment\'s, its ports and probe are the container\'s, the CA trusts ztunnel\'s account', (t) => {
+  const deployment = named<V1Deployment>('Deployment', 'istiod');
+  const service = named<V1Service>('Service', 'istiod');
+  const pod = deployment.spec!.template;
+  const container = only(pod.spec!.containers, 'control-plane container');
+  t.is(container.args?.[0], 'control-plane');
+  for (const [k, v] of Object.entries(service.spec!.selector ?? {})) t.is(pod.metadata!.labels?.[k], v, `the Service selects the pods: ${k}`);
+  for (const [k, v] of Object.entries(deployment.spec!.selector.matchLabels ?? {})) t.is(pod.metadata!.labels?.[k], v);
+  const containerPorts = new Map((container.ports ?? []).map((p) => [p.containerPort, p.name]));
+  for (const port of service.spec!.ports ?? []) t.is(containerPorts.get(Number(port.targetPort ?? port.port)), port.name, `Service port ${port.name}`);
+
+  // ztunnel's XDS_ADDRESS and CA_ADDRESS name this Service and its gRPC port.
+  const { config } = ztunnelConfig();
+  for (const address of [config!.workloadApi.xdsAddress!, config!.workloadApi.caAddress]) {
+    const url = new URL(address);
+    t.is(url.hostname, `${service.metadata!.name}.${service.metadata!.namespace}.svc`);
+    t.is((service.spec!.ports ?? []).find((p) => p.port === Number(url.port))?.name, 'grpc-xds');
+  }
+  const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value]));
+  // The CA lets ztunnel's service account ask for the certificates of the pods on its node.
+  t.true((env['CA_TRUSTED_NODE_ACCOUNTS'] ?? '').split(',').includes(`${ztunnelDs.metadata!.namespace}/${ztunnelPod.serviceAccountName}`));
+  // Waypoint Deployments run our image (its entrypoint is on PATH for their `command: [ambientd]`).
+  t.is(env['WAYPOINT_IMAGE'], container.image);
+  t.is(container.image, ztunnelContainer.image);
+  // The CA directory is the plug-in CA Secret, so the root survives a restart.
+  const caMount = (container.volumeMounts ?? []).find((m) => m.mountPath === env['CA_DIR']);
+  t.is(pod.spec!.volumes?.find((v) => v.name === caMount?.name)?.secret?.secretName, 'cacerts');
+  t.true(containerPorts.has(container.readinessProbe!.httpGet!.port as number));
+  t.is(container.readinessProbe!.httpGet!.path, '/healthz/ready');
+  t.true(containerPorts.has(Number(pod.metadata!.annotations?.['prometheus.io/port'])));
+  t.is(container.securityContext?.runAsNonRoot, true);
+});
+
+test('control plane RBAC: bound to its service account; every Gateway API resource it may read has a CRD here, gateways/status for the controller', (t) => {
+  const deployment = named<V1Deployment>('Deployment', 'istiod');
+  const binding = named<V1ClusterRoleBinding>('ClusterRoleBinding', 'istiod');
+  t.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: deployment.spec!.template.spec!.serviceAccountName, namespace: deployment.metadata!.namespace }]);
+  t.truthy(manifests.find((m) => m.object.kind === 'ServiceAccount' && m.object.metadata.name === deployment.spec!.template.spec!.serviceAccountName));
+  const role = named<V1ClusterRole>('ClusterRole', binding.roleRef.name);
+  const crds = byKind('CustomResourceDefinition').map((m) => m.object as unknown as V1CustomResourceDefinition);
+  const gatewayResources = (role.rules ?? []).filter((r) => (r.apiGroups ?? []).includes('gateway.networking.k8s.io')).flatMap((r) => r.resources ?? []);
+  for (const resource of gatewayResources) {
+    const [plural, sub] = resource.split('/');
+    const crd = crds.find((c) => c.spec.group === 'gateway.networking.k8s.io' && c.spec.names.plural === plural);
+    t.truthy(crd, `a CRD for ${plural}`);
+    if (sub === 'status') t.true(crd!.spec.versions.every((v) => v.subresources?.status !== undefined), `${plural} has a status subresource`);
+  }
+  t.true(gatewayResources.includes('gateways/status'));
+  t.true((role.rules ?? []).some((r) => (r.apiGroups ?? []).includes('authentication.k8s.io') && (r.resources ?? []).includes('tokenreviews') && r.verbs.includes('create')));
+  t.false((role.rules ?? []).some((r) => r.verbs.includes('*') || (r.resources ?? []).includes('*') || (r.resources ?? []).includes('secrets')), 'least privilege');
 });
