@@ -92,17 +92,18 @@ test('deploy/ holds the namespace, RBAC, the node DaemonSets, the control plane 
   t.true(['control-plane.yaml', 'daemonset.yaml', 'gateway-api-crds.yaml', 'namespace.yaml', 'rbac.yaml'].every((f) => files.includes(f)), files.join(', '));
   t.deepEqual(byKind('DaemonSet').map((m) => m.object.metadata.name).sort(), ['istio-cni-node', 'ztunnel']);
   t.deepEqual(byKind('CustomResourceDefinition').map((m) => (m.object as unknown as V1CustomResourceDefinition).spec.names.kind).sort(), [
-    'GRPCRoute', 'Gateway', 'GatewayClass', 'HTTPRoute',
+    'AuthorizationPolicy', 'GRPCRoute', 'Gateway', 'GatewayClass', 'HTTPRoute', 'PeerAuthentication', 'ServiceEntry', 'WorkloadEntry',
   ]);
+  t.true(files.includes('istio-crds.yaml'));
 });
 
-test('kustomization.yaml lists every manifest but the Gateway API CRDs, namespace first', (t) => {
+test('kustomization.yaml lists every manifest but the CRDs, namespace first', (t) => {
   const kustomization = parseYaml(readFileSync(join(DEPLOY_DIR, KUSTOMIZATION), 'utf8'));
   if (!kustomization.ok) throw new Error(kustomization.errors.join('\n'));
   const k = kustomization.value as { apiVersion: string; kind: string; resources: string[] };
   t.is(k.apiVersion, 'kustomize.config.k8s.io/v1beta1');
   t.is(k.kind, 'Kustomization');
-  const files = [...new Set(manifests.map((m) => m.file))].filter((f) => f !== 'gateway-api-crds.yaml');
+  const files = [...new Set(manifests.map((m) => m.file))].filter((f) => f !== 'gateway-api-crds.yaml' && f !== 'istio-crds.yaml');
   t.deepEqual([...k.resources].sort(), files.sort());
   t.is(k.resources[0], 'namespace.yaml', 'plain kubectl apply -f in this order works too');
 });
@@ -334,7 +335,7 @@ test('Gateway API CRDs: real names, group, scope and versions, a status subresou
     HTTPRoute: { scope: 'Namespaced', versions: ['v1', 'v1beta1'] },
     GRPCRoute: { scope: 'Namespaced', versions: ['v1'] },
   };
-  for (const m of byKind('CustomResourceDefinition')) {
+  for (const m of byKind('CustomResourceDefinition').filter((x) => x.file === 'gateway-api-crds.yaml')) {
     const crd = m.object as unknown as V1CustomResourceDefinition;
     const want = expected[crd.spec.names.kind]!;
     t.is(crd.spec.group, 'gateway.networking.k8s.io');
@@ -435,21 +436,71 @@ test('control plane: the Service ztunnel dials is this Deployment\'s, its ports 
   t.is(container.securityContext?.runAsNonRoot, true);
 });
 
-test('control plane RBAC: bound to its service account; every Gateway API resource it may read has a CRD here, gateways/status for the controller', (t) => {
+test('control plane RBAC: bound to its service account; every Gateway API and Istio resource it may read has a CRD here, gateways/status for the controller', (t) => {
   const deployment = named<V1Deployment>('Deployment', 'istiod');
   const binding = named<V1ClusterRoleBinding>('ClusterRoleBinding', 'istiod');
   t.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: deployment.spec!.template.spec!.serviceAccountName, namespace: deployment.metadata!.namespace }]);
   t.truthy(manifests.find((m) => m.object.kind === 'ServiceAccount' && m.object.metadata.name === deployment.spec!.template.spec!.serviceAccountName));
   const role = named<V1ClusterRole>('ClusterRole', binding.roleRef.name);
   const crds = byKind('CustomResourceDefinition').map((m) => m.object as unknown as V1CustomResourceDefinition);
-  const gatewayResources = (role.rules ?? []).filter((r) => (r.apiGroups ?? []).includes('gateway.networking.k8s.io')).flatMap((r) => r.resources ?? []);
-  for (const resource of gatewayResources) {
+  const crdGroups = ['gateway.networking.k8s.io', 'networking.istio.io', 'security.istio.io'];
+  const read = (role.rules ?? []).flatMap((r) => (r.apiGroups ?? []).filter((g) => crdGroups.includes(g)).flatMap((g) => (r.resources ?? []).map((res) => [g, res] as const)));
+  for (const [group, resource] of read) {
     const [plural, sub] = resource.split('/');
-    const crd = crds.find((c) => c.spec.group === 'gateway.networking.k8s.io' && c.spec.names.plural === plural);
-    t.truthy(crd, `a CRD for ${plural}`);
+    const crd = crds.find((c) => c.spec.group === group && c.spec.names.plural === plural);
+    t.truthy(crd, `a CRD for ${plural}.${group}`);
     if (sub === 'status') t.true(crd!.spec.versions.every((v) => v.subresources?.status !== undefined), `${plural} has a status subresource`);
   }
-  t.true(gatewayResources.includes('gateways/status'));
+  t.deepEqual(read.map(([g, r]) => `${r}.${g}`).sort(), [
+    'authorizationpolicies.security.istio.io', 'gatewayclasses.gateway.networking.k8s.io', 'gateways.gateway.networking.k8s.io',
+    'gateways/status.gateway.networking.k8s.io', 'grpcroutes.gateway.networking.k8s.io', 'httproutes.gateway.networking.k8s.io',
+    'peerauthentications.security.istio.io', 'serviceentries.networking.istio.io', 'workloadentries.networking.istio.io',
+  ]);
   t.true((role.rules ?? []).some((r) => (r.apiGroups ?? []).includes('authentication.k8s.io') && (r.resources ?? []).includes('tokenreviews') && r.verbs.includes('create')));
   t.false((role.rules ?? []).some((r) => r.verbs.includes('*') || (r.resources ?? []).includes('*') || (r.resources ?? []).includes('secrets')), 'least privilege');
+});
+
+test('Istio CRDs: real names, groups, versions and storage versions, a status subresource, structural schemas that accept real policies', (t) => {
+  const expected: Record<string, { group: string; short: string; versions: string[]; storage: string }> = {
+    AuthorizationPolicy: { group: 'security.istio.io', short: 'ap', versions: ['v1', 'v1beta1'], storage: 'v1beta1' },
+    PeerAuthentication: { group: 'security.istio.io', short: 'pa', versions: ['v1', 'v1beta1'], storage: 'v1beta1' },
+    ServiceEntry: { group: 'networking.istio.io', short: 'se', versions: ['v1', 'v1alpha3', 'v1beta1'], storage: 'v1alpha3' },
+    WorkloadEntry: { group: 'networking.istio.io', short: 'we', versions: ['v1', 'v1alpha3', 'v1beta1'], storage: 'v1alpha3' },
+  };
+  const crds = byKind('CustomResourceDefinition').filter((m) => m.file === 'istio-crds.yaml').map((m) => m.object as unknown as V1CustomResourceDefinition);
+  t.is(crds.length, 4);
+  for (const crd of crds) {
+    const want = expected[crd.spec.names.kind]!;
+    t.is(crd.spec.group, want.group);
+    t.is(crd.metadata!.name, `${crd.spec.names.plural}.${crd.spec.group}`);
+    t.is(crd.spec.scope, 'Namespaced');
+    t.deepEqual(crd.spec.names.shortNames, [want.short]);
+    t.deepEqual(crd.spec.versions.map((v) => v.name), want.versions);
+    t.deepEqual(crd.spec.versions.filter((v) => v.storage).map((v) => v.name), [want.storage]);
+    for (const v of crd.spec.versions) {
+      t.true(v.served);
+      t.deepEqual(v.subresources?.status, {});
+      t.deepEqual(structuralProblems(v.schema!.openAPIV3Schema!, `${crd.spec.names.kind}.${v.name}`), []);
+    }
+  }
+  const schemaOf = (kind: string) => crds.find((c) => c.spec.names.kind === kind)!.spec.versions[0]!.schema!.openAPIV3Schema as unknown as StructuralSchema;
+  const deny = {
+    apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'deny-sleep', namespace: 'prod' },
+    spec: { action: 'DENY', selector: { matchLabels: { app: 'reviews' } }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/prod/sa/sleep'] } }], to: [{ operation: { ports: ['9080'] } }] }] },
+  };
+  const allowNothing = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'allow-nothing', namespace: 'prod' }, spec: {} };
+  const strict = { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'istio-system' }, spec: { mtls: { mode: 'STRICT' } } };
+  const external = {
+    apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name: 'example', namespace: 'prod' },
+    spec: { hosts: ['example.com'], ports: [{ number: 443, name: 'https', protocol: 'TLS' }], location: 'MESH_EXTERNAL', resolution: 'DNS' },
+  };
+  const vm = { apiVersion: 'networking.istio.io/v1', kind: 'WorkloadEntry', metadata: { name: 'vm-1', namespace: 'prod' }, spec: { address: '10.0.0.9', labels: { app: 'legacy' }, serviceAccount: 'legacy', weight: 1 } };
+  t.deepEqual(structuralErrors(deny, schemaOf('AuthorizationPolicy')), []);
+  t.deepEqual(structuralErrors(allowNothing, schemaOf('AuthorizationPolicy')), []);
+  t.deepEqual(structuralErrors(strict, schemaOf('PeerAuthentication')), []);
+  t.deepEqual(structuralErrors(external, schemaOf('ServiceEntry')), []);
+  t.deepEqual(structuralErrors(vm, schemaOf('WorkloadEntry')), []);
+  t.deepEqual(structuralErrors({ ...deny, spec: { ...deny.spec, action: 'REJECT' } }, schemaOf('AuthorizationPolicy')), ['.spec.action: must be one of ALLOW, DENY, AUDIT, CUSTOM']);
+  t.deepEqual(structuralErrors({ ...strict, spec: { mtls: { mode: 'strict' } } }, schemaOf('PeerAuthentication')), ['.spec.mtls.mode: must be one of UNSET, DISABLE, PERMISSIVE, STRICT']);
+  t.deepEqual(structuralErrors({ ...external, spec: { ports: [{ number: 0, name: 'x' }] } }, schemaOf('ServiceEntry')), ['.spec: hosts is required', '.spec.ports[0].number: must be >= 1']);
 });

@@ -133,7 +133,7 @@ export async function validateManifest(object: KubeObject): Promise<string[]> {
   return [...schema, ...unknownFields(object, type)];
 }
 
-/** The subset of a CRD's structural schema that deploy/gateway-api-crds.yaml uses. */
+/** The subset of a CRD's structural schema that deploy/gateway-api-crds.yaml and deploy/istio-crds.yaml use. */
 export interface StructuralSchema {
   readonly type?: string;
   readonly format?: string;
@@ -146,11 +146,12 @@ export interface StructuralSchema {
   readonly maxLength?: number;
   readonly minItems?: number;
   readonly maxItems?: number;
+  readonly enum?: readonly unknown[];
   readonly 'x-kubernetes-preserve-unknown-fields'?: boolean;
 }
 
 const KNOWN_SCHEMA_KEYS = new Set([
-  'type', 'format', 'required', 'properties', 'items', 'minimum', 'maximum', 'minLength', 'maxLength', 'minItems', 'maxItems',
+  'type', 'format', 'required', 'properties', 'items', 'minimum', 'maximum', 'minLength', 'maxLength', 'minItems', 'maxItems', 'enum',
   'x-kubernetes-preserve-unknown-fields', 'description',
 ]);
 
@@ -166,6 +167,7 @@ export function structuralErrors(value: unknown, schema: StructuralSchema, path 
   const type = schema.type;
   const actual = value === null ? 'null' : Array.isArray(value) ? 'array' : Number.isInteger(value) ? 'integer' : typeof value;
   if (type !== undefined && !(type === actual || (type === 'number' && actual === 'integer'))) return [`${at}: must be ${type}, got ${actual}`];
+  if (schema.enum !== undefined && !schema.enum.includes(value)) out.push(`${at}: must be one of ${schema.enum.join(', ')}`);
   if (typeof value === 'number') {
     if (schema.minimum !== undefined && value < schema.minimum) out.push(`${at}: must be >= ${schema.minimum}`);
     if (schema.maximum !== undefined && value > schema.maximum) out.push(`${at}: must be <= ${schema.maximum}`);
