@@ -1,7 +1,7 @@
 import { sendText, startHttpListener } from '../core/http-listener.ts';
 import { closeInOrder, type ServerHandle } from '../core/lifecycle.ts';
 import type { Logger } from '../core/logger.ts';
-import { createMetricsRegistry, PROMETHEUS_CONTENT_TYPE, renderPrometheus, type CounterFamily, type GaugeFamily, type MetricsRegistry } from '../core/metrics.ts';
+import { createMetricsRegistry, exposition, type CounterFamily, type GaugeFamily, type MetricsRegistry } from '../core/metrics.ts';
 
 /**
  * The node agent's metrics (reference istio-ambient.md §1.13: `istio_cni_plugin_requests_total`,
@@ -53,11 +53,11 @@ export async function startAgentMonitoring(options: AgentMonitoringOptions): Pro
   const host = options.host === undefined ? {} : { host: options.host };
   const started: ServerHandle[] = [];
   try {
-    started.push(await startHttpListener({ ...host, port: options.monitoringPort, logger: options.logger, name: 'metrics' }, async (_req, res, url) => {
+    started.push(await startHttpListener({ ...host, port: options.monitoringPort, logger: options.logger, name: 'metrics' }, async (req, res, url) => {
       if (url.pathname !== '/metrics') return sendText(res, 404, 'not found\n');
-      const text = await renderPrometheus(options.metrics.registry);
-      res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
-      res.end(text);
+      const { contentType, body } = await exposition(options.metrics.registry, req.headers.accept);
+      res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+      res.end(body);
     }));
     started.push(await startHttpListener({ ...host, port: options.readinessPort, logger: options.logger, name: 'readiness' }, (_req, res, url) => {
       if (url.pathname === '/healthz') return sendText(res, 200, 'ok\n');
