@@ -7,6 +7,8 @@ import type { Result } from '../core/result.ts';
 import { parseZtunnelConfig, ZTUNNEL_FLAGS } from '../ztunnel/config.ts';
 import { startZtunnel } from '../ztunnel/ztunnel.ts';
 import { parseFlags } from './flags.ts';
+import { parse as parseWaypointConfig, WAYPOINT_FLAGS } from '../waypoint/config.ts';
+import { startWaypoint } from '../waypoint/waypoint.ts';
 
 /**
  * `ambientd <component> [--flag value | --flag=value ...]`: the node daemons. Exit codes: 0 after a
@@ -21,6 +23,10 @@ usage: ambientd cni-agent [flags]
   The node agent (plugin event socket, ZDS server, pod reconciliation). NODE_NAME is required; each
   flag overrides the environment variable named after it:
 ${Object.entries(CNI_AGENT_FLAGS).map(([f, env]) => `    --${f} (${env})`).join('\n')}
+usage: ambientd waypoint [flags]
+  The L7 proxy (HBONE 15008, stats 15020, readiness 15021). POD_NAMESPACE and SERVICE_ACCOUNT name its
+  identity; XDS_ADDRESS, CA_ADDRESS, LOCAL_XDS_PATH, L7_CONFIG_PATH, FAKE_CA, PATH_NORMALIZATION, LOG_LEVEL; flags:
+${WAYPOINT_FLAGS.map((f) => `    --${f}`).join('\n')}
 `;
 
 /** The configuration, or exit code 2 with every problem and the usage on stderr. */
@@ -102,6 +108,24 @@ async function cniAgent(args: readonly string[]): Promise<number> {
   return 0;
 }
 
+async function waypoint(args: readonly string[]): Promise<number> {
+  const { flags, errors } = parseFlags(args);
+  const config = configOrUsage('waypoint', errors, parseWaypointConfig(flags, process.env));
+  if (!config) return 2;
+  const logger = createLogger({ level: config.logLevel });
+  let app;
+  try {
+    app = await startWaypoint(config, { logger, env: process.env });
+  } catch (err) {
+    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'waypoint failed to start');
+    return 1;
+  }
+  const running = app;
+  closeOnSignals(logger, () => running.close());
+  await app.stopped;
+  return 0;
+}
+
 const [component, ...rest] = process.argv.slice(2);
 switch (component) {
   case 'ztunnel':
@@ -109,6 +133,9 @@ switch (component) {
     break;
   case 'cni-agent':
     process.exitCode = await cniAgent(rest);
+    break;
+  case 'waypoint':
+    process.exitCode = await waypoint(rest);
     break;
   default:
     process.stderr.write(USAGE);
