@@ -6,7 +6,7 @@ import { Report } from './report.ts';
 import { appProtocolOf, ingressUseWaypoint, serviceHostname, TRAFFIC_DISTRIBUTION, trafficDistribution } from './service.ts';
 import type { ClusterView } from './view.ts';
 import { resolveWaypoint } from './waypoint.ts';
-import { canonicalName, canonicalRevision, servicePortsForPod, TUNNEL_LABEL, workloadPolicyRefs } from './workload.ts';
+import { canonicalName, canonicalRevision, servicePortsForPod, TUNNEL_LABEL, waypointPolicyRefs, workloadPolicyRefs } from './workload.ts';
 
 /**
  * ServiceEntry and WorkloadEntry (reference istio-ambient.md §3.4, §3.5), pure.
@@ -158,7 +158,7 @@ function entryWorkload(
     workloadName: name,
     nativeTunnel: labels[TUNNEL_LABEL] === 'http',
     services,
-    authorizationPolicies: workloadPolicyRefs(view, namespace, labels),
+    authorizationPolicies: [...new Set([...workloadPolicyRefs(view, namespace, labels), ...waypointPolicyRefs(view, binding, services.keys(), report)])].sort(),
     status: 'HEALTHY',
     clusterId: view.settings.clusterId,
     ...(locality ? { locality } : {}),

@@ -1,6 +1,9 @@
 import test from 'ava';
 import type { KubeObject } from '../../src/control-plane/kube-objects.ts';
 import { Translator } from '../../src/control-plane/translator.ts';
+import type { TranslatorSettings } from '../../src/control-plane/view.ts';
+import { authorize } from '../../src/ztunnel/rbac.ts';
+import type { AuthorizationPolicy } from '../../src/workload-api/types.ts';
 import { ResourceSnapshot } from '../../src/workload-api/snapshot.ts';
 import type { Service, Workload } from '../../src/workload-api/types.ts';
 import { snapshotJson } from './golden.ts';
@@ -9,9 +12,9 @@ import { snapshotJson } from './golden.ts';
 
 type Obj = [kind: string, object: KubeObject];
 
-function translate(objects: readonly Obj[]) {
+function translate(objects: readonly Obj[], settings: Partial<TranslatorSettings> = {}) {
   const snapshot = new ResourceSnapshot();
-  const translator = new Translator({ snapshot, autoFlush: false });
+  const translator = new Translator({ snapshot, autoFlush: false, settings });
   for (const [kind, object] of objects) translator.change({ kind, type: 'upsert', object });
   translator.markAll();
   translator.flush();
@@ -329,4 +332,50 @@ test('WorkloadEntry waypoint binding: bound to a workload waypoint, with the Way
   t.like(translator.reportOf('WorkloadEntry', 'ns1', 'vm1')?.conditions[0], { type: 'istio.io/WaypointBound', status: 'True' });
   t.is(workload('Kubernetes/networking.istio.io/WorkloadEntry/ns1/vm2')?.waypoint, undefined);
   t.like(translator.reportOf('WorkloadEntry', 'ns1', 'vm2')?.conditions[0], { type: 'istio.io/WaypointBound', status: 'False', reason: 'UnsupportedTrafficType' });
+});
+
+test('PILOT_AUTO_ALLOW_WAYPOINT_POLICY: one ALLOW per waypoint with its pods\' identities, listed by workloads bound to it directly or through a service', (t) => {
+  const objects: Obj[] = [
+    waypoint('wp', 'ns1', { 'istio.io/waypoint-for': 'all' }),
+    ['Pod', { metadata: { name: 'wp-1', namespace: 'ns1', labels: { 'gateway.networking.k8s.io/gateway-name': 'wp' } }, spec: { serviceAccountName: 'wp' }, status: { podIP: '10.0.0.9' } } as KubeObject],
+    pod('p'),
+    svc('s', {}, { 'istio.io/use-waypoint': 'wp' }),
+    ['Pod', { metadata: { name: 'direct', namespace: 'ns1', labels: { app: 'other', 'istio.io/use-waypoint': 'wp' } }, status: { podIP: '10.0.0.2' } } as KubeObject],
+    ['Pod', { metadata: { name: 'alone', namespace: 'ns1', labels: { app: 'other' } }, status: { podIP: '10.0.0.3' } } as KubeObject],
+  ];
+  const on = translate(objects, { autoAllowWaypointPolicy: true });
+  const policy = on.json.authorizations['ns1/istio_allow_waypoint_ns1_wp'] as AuthorizationPolicy;
+  t.like(policy, { name: 'istio_allow_waypoint_ns1_wp', namespace: 'ns1', scope: 'WORKLOAD_SELECTOR', action: 'ALLOW' });
+  t.deepEqual(policy.rules[0]?.clauses[0]?.matches[0]?.principals, [{ kind: 'exact', value: 'cluster.local/ns/ns1/sa/wp' }]);
+  t.deepEqual(on.workload(UID)?.authorizationPolicies, ['ns1/istio_allow_waypoint_ns1_wp'], 'through its service');
+  t.deepEqual(on.workload('Kubernetes//Pod/ns1/direct')?.authorizationPolicies, ['ns1/istio_allow_waypoint_ns1_wp'], 'bound directly');
+  t.deepEqual(on.workload('Kubernetes//Pod/ns1/alone')?.authorizationPolicies, []);
+  // What it means in ztunnel: only the waypoint's identity gets in.
+  const from = (sa: string) => authorize([policy], { sourceIp: '10.0.0.9', destinationIp: '10.0.0.1', destinationPort: 8080, peer: { trustDomain: 'cluster.local', namespace: 'ns1', serviceAccount: sa } }).decision.allowed;
+  t.true(from('wp'));
+  t.false(from('client'));
+  const off = translate(objects);
+  t.is(off.json.authorizations['ns1/istio_allow_waypoint_ns1_wp'], undefined, 'off by default');
+  t.deepEqual(off.workload(UID)?.authorizationPolicies, []);
+  const noInstances = translate(objects.filter(([, o]) => o.metadata?.name !== 'wp-1'), { autoAllowWaypointPolicy: true });
+  t.is(noInstances.json.authorizations['ns1/istio_allow_waypoint_ns1_wp'], undefined, 'no instance pod: no policy (it would allow everyone)');
+  t.deepEqual(noInstances.workload(UID)?.authorizationPolicies, []);
+});
+
+test('the waypoint allow policy follows its instance pods incrementally', (t) => {
+  const snapshot = new ResourceSnapshot();
+  const translator = new Translator({ snapshot, autoFlush: false, settings: { autoAllowWaypointPolicy: true } });
+  for (const [kind, object] of [waypoint('wp', 'ns1'), pod('p'), svc('s', {}, { 'istio.io/use-waypoint': 'wp' })]) translator.change({ kind, type: 'upsert', object });
+  translator.markAll();
+  translator.flush();
+  t.is(snapshotJson(snapshot).authorizations['ns1/istio_allow_waypoint_ns1_wp'], undefined);
+  const instance = { metadata: { name: 'wp-1', namespace: 'ns1', labels: { 'gateway.networking.k8s.io/gateway-name': 'wp' } }, spec: { serviceAccountName: 'wp' }, status: { podIP: '10.0.0.9' } } as KubeObject;
+  translator.change({ kind: 'Pod', type: 'upsert', object: instance });
+  translator.flush();
+  t.truthy(snapshotJson(snapshot).authorizations['ns1/istio_allow_waypoint_ns1_wp']);
+  t.deepEqual((snapshotJson(snapshot).addresses[UID] as { workload: Workload }).workload.authorizationPolicies, ['ns1/istio_allow_waypoint_ns1_wp']);
+  translator.change({ kind: 'Pod', type: 'delete', object: instance });
+  translator.flush();
+  t.is(snapshotJson(snapshot).authorizations['ns1/istio_allow_waypoint_ns1_wp'], undefined);
+  t.deepEqual((snapshotJson(snapshot).addresses[UID] as { workload: Workload }).workload.authorizationPolicies, []);
 });
