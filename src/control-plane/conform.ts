@@ -73,6 +73,7 @@ const SCHEMAS: Partial<Record<Kind, Schema>> = {
       endpoints: [WORKLOAD_ENTRY_SPEC],
       workloadSelector: { labels: 'string-map' },
       subjectAltNames: STRINGS,
+      exportTo: STRINGS,
     },
   },
   WorkloadEntry: { metadata: META, spec: WORKLOAD_ENTRY_SPEC },

@@ -114,6 +114,7 @@ export interface ServiceEntry extends KubeObject {
     readonly endpoints?: readonly WorkloadEntrySpec[];
     readonly workloadSelector?: { readonly labels?: Readonly<Record<string, string>> } | null;
     readonly subjectAltNames?: readonly string[];
+    readonly exportTo?: readonly string[];
   };
 }
 

@@ -11,7 +11,8 @@ import { canonicalName, canonicalRevision, servicePortsForPod, TUNNEL_LABEL, way
 /**
  * ServiceEntry and WorkloadEntry (reference istio-ambient.md §3.4, §3.5), pure.
  *
- * - A ServiceEntry publishes one Service per host (key `<ns>/<host>`): VIPs from `spec.addresses` (a CIDR keeps
+ * - A ServiceEntry publishes one Service per host (key `<ns>/<host>`), visible to its namespace only when
+ *   `exportTo` names only that namespace (`.`), to nobody (not published) when it is `~`: VIPs from `spec.addresses` (a CIDR keeps
  *   its length), ports `{number, targetPort or number, protocol}`, `resolution: NONE` → PASSTHROUGH / ALLOW_ALL,
  *   else the traffic-distribution annotation (entry, then namespace); `subjectAltNames`; waypoint per §2.4.
  * - Inline `endpoints` are workloads `<cluster>/networking.istio.io/ServiceEntry/<ns>/<name>/<address>` serving
@@ -79,6 +80,10 @@ export function serviceEntryServices(view: ClusterView, se: ServiceEntry, report
     return true;
   });
   if (hosts.length === 0) report.problem('spec.hosts', 'at least one host is required');
+  // exportTo: absent or `*` → everyone; only its own namespace (`.` or the name) → NAMESPACE; `~` → nobody.
+  const exportTo = se.spec?.exportTo ?? [];
+  if (exportTo.length > 0 && exportTo.every((e) => e === '~')) return [];
+  const visibility = exportTo.length === 0 || exportTo.includes('*') || exportTo.some((e) => e !== '.' && e !== namespace && e !== '~') ? 'PUBLIC' : 'NAMESPACE';
   const addresses = entryVips(view, se, report);
   const ports = entryPorts(se, report).map(({ servicePort, targetPort, appProtocol }) => ({ servicePort, targetPort, appProtocol }));
   const binding = resolveWaypoint(view, se, 'service', report);
@@ -98,7 +103,7 @@ export function serviceEntryServices(view: ClusterView, se: ServiceEntry, report
     canonical: true,
     ingressUseWaypoint: ingressUseWaypoint(view, se),
     weightedWaypoints: [],
-    visibility: 'PUBLIC',
+    visibility,
   }));
 }
 

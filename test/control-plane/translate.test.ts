@@ -379,3 +379,14 @@ test('the waypoint allow policy follows its instance pods incrementally', (t) =>
   t.is(snapshotJson(snapshot).authorizations['ns1/istio_allow_waypoint_ns1_wp'], undefined);
   t.deepEqual((snapshotJson(snapshot).addresses[UID] as { workload: Workload }).workload.authorizationPolicies, []);
 });
+
+test('ServiceEntry exportTo: everyone by default or with *, NAMESPACE for "." alone, not published for "~"', (t) => {
+  const se = (name: string, exportTo?: string[]): Obj => ['ServiceEntry', { metadata: { name, namespace: 'ns1' }, spec: { hosts: [`${name}.example.com`], ports: [{ number: 80 }], ...(exportTo ? { exportTo } : {}) } } as KubeObject];
+  const { service } = translate([se('all'), se('star', ['*']), se('dot', ['.']), se('own', ['ns1']), se('other', ['.', 'ns2']), se('hidden', ['~'])]);
+  t.is(service('ns1/all.example.com')?.visibility, 'PUBLIC');
+  t.is(service('ns1/star.example.com')?.visibility, 'PUBLIC');
+  t.is(service('ns1/dot.example.com')?.visibility, 'NAMESPACE');
+  t.is(service('ns1/own.example.com')?.visibility, 'NAMESPACE');
+  t.is(service('ns1/other.example.com')?.visibility, 'PUBLIC', 'another namespace too: no narrower visibility exists');
+  t.is(service('ns1/hidden.example.com'), undefined);
+});
