@@ -20,8 +20,8 @@ import { canonicalName, canonicalRevision, servicePortsForPod, TUNNEL_LABEL, way
  * - A WorkloadEntry is a workload `<cluster>/networking.istio.io/WorkloadEntry/<ns>/<name>`: an IP `address` →
  *   `addresses`, anything else → `hostname`; network, service account, locality (`region/zone/subzone`), `weight`
  *   → capacity; always HEALTHY; its services are the selecting ServiceEntries and Kubernetes Services.
- * - Not done: auto-allocated VIPs for entries without addresses, DNS-resolution entries without endpoints (the
- *   implicit per-host workload). Host collisions in a namespace (the translator): a Kubernetes Service wins, else
+ * - A DNS-resolution entry without endpoints or selector has one workload per (non-wildcard) host, `hostname` set.
+ * - Not done: auto-allocated VIPs for entries without addresses. Host collisions in a namespace (the translator): a Kubernetes Service wins, else
  *   the oldest entry; the losers report a problem.
  */
 
@@ -196,6 +196,18 @@ export function serviceEntryWorkloads(view: ClusterView, se: ServiceEntry, repor
     const w = entryWorkload(view, se, uid, name, ep, labels, entryServiceMap(se, ep.ports, new Report()), `spec.endpoints[${i}]`, report, false);
     if (w) out.push(w);
   });
+  // DNS resolution without endpoints or selector: one workload per host, resolved by ztunnel through DNS.
+  const dns = se.spec?.resolution === 'DNS' || se.spec?.resolution === 'DNS_ROUND_ROBIN';
+  if (dns && (se.spec?.endpoints ?? []).length === 0 && !se.spec?.workloadSelector) {
+    const all = entryServiceMap(se, undefined, new Report());
+    for (const [key, ports] of all) {
+      const host = key.slice(namespace.length + 1);
+      if (host.startsWith('*')) continue;
+      const uid = serviceEntryWorkloadUid(view.settings.clusterId, namespace, name, host);
+      const w = entryWorkload(view, se, uid, name, { address: host }, labelsOf(se), new Map([[key, ports]]), 'spec.hosts', report, false);
+      if (w) out.push(w);
+    }
+  }
   return out;
 }
 

@@ -390,3 +390,13 @@ test('ServiceEntry exportTo: everyone by default or with *, NAMESPACE for "." al
   t.is(service('ns1/other.example.com')?.visibility, 'PUBLIC', 'another namespace too: no narrower visibility exists');
   t.is(service('ns1/hidden.example.com'), undefined);
 });
+
+test('a DNS ServiceEntry without endpoints has one hostname workload per host (wildcards excepted)', (t) => {
+  const { workload, json } = translate([
+    ['ServiceEntry', { metadata: { name: 'ext', namespace: 'ns1' }, spec: { hosts: ['api.example.com', '*.wild.example.com'], ports: [{ number: 443, name: 'tls', protocol: 'TLS' }], resolution: 'DNS' } } as KubeObject],
+    ['ServiceEntry', { metadata: { name: 'static', namespace: 'ns1' }, spec: { hosts: ['s.example.com'], ports: [{ number: 80 }], resolution: 'STATIC' } } as KubeObject],
+  ]);
+  t.like(workload('Kubernetes/networking.istio.io/ServiceEntry/ns1/ext/api.example.com'), { hostname: 'api.example.com', addresses: [], status: 'HEALTHY' });
+  t.deepEqual(Object.keys(workload('Kubernetes/networking.istio.io/ServiceEntry/ns1/ext/api.example.com')?.services as object), ['ns1/api.example.com']);
+  t.deepEqual(Object.keys(json.addresses).filter((k) => k.includes('/ServiceEntry/')), ['Kubernetes/networking.istio.io/ServiceEntry/ns1/ext/api.example.com']);
+});
