@@ -75,6 +75,7 @@ const SCHEMAS: Partial<Record<Kind, Schema>> = {
       subjectAltNames: STRINGS,
       exportTo: STRINGS,
     },
+    status: { addresses: [{ host: 'string', value: 'string' }] },
   },
   WorkloadEntry: { metadata: META, spec: WORKLOAD_ENTRY_SPEC },
   AuthorizationPolicy: {

@@ -116,6 +116,7 @@ export interface ServiceEntry extends KubeObject {
     readonly subjectAltNames?: readonly string[];
     readonly exportTo?: readonly string[];
   };
+  readonly status?: { readonly addresses?: ReadonlyArray<{ readonly host?: string; readonly value?: string }> };
 }
 
 export interface WorkloadEntry extends KubeObject {

@@ -21,7 +21,8 @@ import { canonicalName, canonicalRevision, servicePortsForPod, TUNNEL_LABEL, way
  *   `addresses`, anything else → `hostname`; network, service account, locality (`region/zone/subzone`), `weight`
  *   → capacity; always HEALTHY; its services are the selecting ServiceEntries and Kubernetes Services.
  * - A DNS-resolution entry without endpoints or selector has one workload per (non-wildcard) host, `hostname` set.
- * - Not done: auto-allocated VIPs for entries without addresses. Host collisions in a namespace (the translator): a Kubernetes Service wins, else
+ * - An entry without `addresses` takes the VIPs an allocator recorded per host in `status.addresses`; allocating them
+ *   is not done here. Host collisions in a namespace (the translator): a Kubernetes Service wins, else
  *   the oldest entry; the losers report a problem.
  */
 
@@ -90,11 +91,17 @@ export function serviceEntryServices(view: ClusterView, se: ServiceEntry, report
   let lb: LoadBalancing | undefined;
   if (se.spec?.resolution === 'NONE') lb = { routingPreference: [], mode: 'PASSTHROUGH', healthPolicy: 'ALLOW_ALL' };
   else lb = trafficDistribution([annotationsOf(se)[TRAFFIC_DISTRIBUTION], annotationsOf(view.namespace(namespace))[TRAFFIC_DISTRIBUTION]], report);
+  // No addresses written: those an allocator recorded per host in the status (Istio's `status.addresses`), if any.
+  const allocated = (host: string): NetworkAddress[] =>
+    (se.status?.addresses ?? []).flatMap((a) => {
+      const ip = a.host === host ? canonicalIp(a.value ?? '') : undefined;
+      return ip ? [{ network: view.network(), ip }] : [];
+    });
   return hosts.map((hostname) => ({
     name,
     namespace,
     hostname,
-    addresses,
+    addresses: addresses.length > 0 || (se.spec?.addresses ?? []).length > 0 ? addresses : allocated(hostname),
     ports,
     subjectAltNames: [...(se.spec?.subjectAltNames ?? [])],
     ...(binding.kind === 'bound' ? { waypoint: binding.address } : {}),

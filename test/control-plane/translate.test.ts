@@ -400,3 +400,11 @@ test('a DNS ServiceEntry without endpoints has one hostname workload per host (w
   t.deepEqual(Object.keys(workload('Kubernetes/networking.istio.io/ServiceEntry/ns1/ext/api.example.com')?.services as object), ['ns1/api.example.com']);
   t.deepEqual(Object.keys(json.addresses).filter((k) => k.includes('/ServiceEntry/')), ['Kubernetes/networking.istio.io/ServiceEntry/ns1/ext/api.example.com']);
 });
+
+test('a ServiceEntry without addresses takes the VIPs recorded per host in its status', (t) => {
+  const { service } = translate([
+    ['ServiceEntry', { metadata: { name: 'ext', namespace: 'ns1' }, spec: { hosts: ['a.example.com', 'b.example.com'], ports: [{ number: 80 }], resolution: 'DNS' }, status: { addresses: [{ host: 'a.example.com', value: '240.240.0.1' }, { host: 'b.example.com', value: '240.240.0.2' }, { host: 'b.example.com', value: '2001:2::2' }] } } as KubeObject],
+  ]);
+  t.deepEqual(service('ns1/a.example.com')?.addresses, [{ network: '', ip: '240.240.0.1' }]);
+  t.deepEqual(service('ns1/b.example.com')?.addresses, [{ network: '', ip: '240.240.0.2' }, { network: '', ip: '2001:2::2' }]);
+});
