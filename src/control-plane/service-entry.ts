@@ -21,8 +21,8 @@ import { canonicalName, canonicalRevision, servicePortsForPod, TUNNEL_LABEL, way
  *   `addresses`, anything else → `hostname`; network, service account, locality (`region/zone/subzone`), `weight`
  *   → capacity; always HEALTHY; its services are the selecting ServiceEntries and Kubernetes Services.
  * - A DNS-resolution entry without endpoints or selector has one workload per (non-wildcard) host, `hostname` set.
- * - An entry without `addresses` takes the VIPs an allocator recorded per host in `status.addresses`; allocating them
- *   is not done here. Host collisions in a namespace (the translator): a Kubernetes Service wins, else
+ * - An entry without `addresses` takes the VIPs recorded per host in `status.addresses`, else a VIP allocated by
+ *   the translator from 240.240.0.0/16 (a hash of `<ns>/<host>`, probing on collision; wildcard hosts get none). Host collisions in a namespace (the translator): a Kubernetes Service wins, else
  *   the oldest entry; the losers report a problem.
  */
 
@@ -97,11 +97,17 @@ export function serviceEntryServices(view: ClusterView, se: ServiceEntry, report
       const ip = a.host === host ? canonicalIp(a.value ?? '') : undefined;
       return ip ? [{ network: view.network(), ip }] : [];
     });
+  // Else one allocated here, as istiod's auto-allocation does (not for wildcard hosts).
+  const autoVips = (host: string): NetworkAddress[] => {
+    const recorded = allocated(host);
+    if (recorded.length > 0 || host.startsWith('*')) return recorded;
+    return [{ network: view.network(), ip: view.allocateVip(namespace, host) }];
+  };
   return hosts.map((hostname) => ({
     name,
     namespace,
     hostname,
-    addresses: addresses.length > 0 || (se.spec?.addresses ?? []).length > 0 ? addresses : allocated(hostname),
+    addresses: addresses.length > 0 || (se.spec?.addresses ?? []).length > 0 ? addresses : autoVips(hostname),
     ports,
     subjectAltNames: [...(se.spec?.subjectAltNames ?? [])],
     ...(binding.kind === 'bound' ? { waypoint: binding.address } : {}),

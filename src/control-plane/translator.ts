@@ -172,6 +172,11 @@ export class Translator extends EventEmitter<TranslatorEvents> {
   readonly #waypointUsers = new Map<string, Set<Ref>>();
   readonly #usedWaypoints = new Map<Ref, Set<string>>();
   readonly #dirty = new Set<Ref>();
+  /** Auto-allocated ServiceEntry VIPs: `ns/host` → IP, the IPs in use, and which entry holds which keys. */
+  readonly #vips = new Map<string, string>();
+  readonly #vipsInUse = new Set<string>();
+  readonly #vipHolders = new Map<Ref, Set<string>>();
+  #allocating: Ref | undefined;
   /** Status set over the sources' (local mode), and the objects as the sources gave them. */
   readonly #statusOverlay = new Map<Ref, Readonly<Record<string, unknown>>>();
   readonly #sourceObjects = new Map<Ref, KubeObject>();
@@ -339,7 +344,9 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         let outputs: Outputs;
         try {
           outputs = this.#compute(kind, key, report);
+          this.#allocating = undefined;
         } catch (err) {
+          this.#allocating = undefined;
           report.problem('<translation>', `failed: ${errorMessage(err)}`);
           outputs = { addresses: new Map(), policies: new Map(), workloads: 0 };
         }
@@ -621,6 +628,16 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         break;
       }
       case 'ServiceEntry': {
+        // Allocations are redone from scratch: a host that went keeps nothing.
+        const mine = this.#vipHolders.get(refOf(kind, key));
+        this.#vipHolders.delete(refOf(kind, key));
+        for (const k of mine ?? []) {
+          if ([...this.#vipHolders.values()].some((held) => held.has(k))) continue;
+          const ip = this.#vips.get(k);
+          if (ip) this.#vipsInUse.delete(ip);
+          this.#vips.delete(k);
+        }
+        this.#allocating = refOf(kind, key);
         const se = this.#get<ServiceEntry>('ServiceEntry', key);
         if (!se) break;
         const ns = nsOf(se);
@@ -673,6 +690,25 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     return out;
   }
 
+  #allocateVip(namespace: string, host: string): string {
+    const key = `${namespace}/${host}`;
+    const known = this.#vips.get(key);
+    if (known) return known;
+    // FNV-1a of the key picks the slot; the next free one on collision.
+    let h = 0x811c9dc5;
+    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0;
+    let slot = (h % 65_534) + 1;
+    let ip = '';
+    for (let tries = 0; tries < 65_534; tries++, slot = (slot % 65_534) + 1) {
+      ip = `240.240.${slot >> 8}.${slot & 255}`;
+      if (!this.#vipsInUse.has(ip)) break;
+    }
+    this.#vips.set(key, ip);
+    this.#vipsInUse.add(ip);
+    if (this.#allocating) addTo(this.#vipHolders, this.#allocating, key);
+    return ip;
+  }
+
   #snapshotCount(which: 'workload' | 'service'): number {
     let n = 0;
     for (const p of this.#published.values()) n += which === 'workload' ? p.workloads : p.addresses.length - p.workloads;
@@ -719,6 +755,7 @@ export class Translator extends EventEmitter<TranslatorEvents> {
       gatewayClass: (name) => self.#get<GatewayClass>('GatewayClass', name),
       authorizationPolicies: (ns) => self.#inNamespace<KubeAuthorizationPolicy>('AuthorizationPolicy', ns),
       peerAuthentications: (ns) => self.#inNamespace<PeerAuthentication>('PeerAuthentication', ns),
+      allocateVip: (ns, host) => self.#allocateVip(ns, host),
       waypointServiceAccounts: (ns, name) => [...new Set(self.#waypointPods.get(`${ns}/${name}`)?.values() ?? [])].sort(),
       *selectorPolicies(ns) {
         for (const [key, selector] of self.#selectorPolicies.get(ns) ?? []) yield { key, selector };

@@ -57,6 +57,8 @@ export interface ClusterView {
    * translator answers from its cache of converted policies.
    */
   selectorPolicies(namespace: string): Iterable<{ readonly key: string; readonly selector: Readonly<Record<string, string>> }>;
+  /** A stable auto-allocated VIP (240.240.0.0/16) for a ServiceEntry host without addresses. */
+  allocateVip(namespace: string, host: string): string;
   /** The service accounts of a waypoint's instance pods (label `gateway.networking.k8s.io/gateway-name`), sorted. */
   waypointServiceAccounts(namespace: string, name: string): readonly string[];
 }

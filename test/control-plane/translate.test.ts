@@ -408,3 +408,34 @@ test('a ServiceEntry without addresses takes the VIPs recorded per host in its s
   t.deepEqual(service('ns1/a.example.com')?.addresses, [{ network: '', ip: '240.240.0.1' }]);
   t.deepEqual(service('ns1/b.example.com')?.addresses, [{ network: '', ip: '240.240.0.2' }, { network: '', ip: '2001:2::2' }]);
 });
+
+test('ServiceEntry VIP auto-allocation: stable per host in 240.240.0.0/16, distinct, released with the host; none for wildcards or recorded ones', (t) => {
+  const snapshot = new ResourceSnapshot();
+  const translator = new Translator({ snapshot, autoFlush: false });
+  const se = (name: string, hosts: string[]): KubeObject => ({ metadata: { name, namespace: 'ns1' }, spec: { hosts, ports: [{ number: 80 }], resolution: 'DNS' } }) as KubeObject;
+  const vip = (host: string) => (snapshotJson(snapshot).addresses[`ns1/${host}`] as { service: Service } | undefined)?.service.addresses.map((a) => a.ip);
+  translator.change({ kind: 'ServiceEntry', type: 'upsert', object: se('a', ['one.example.com', 'two.example.com', '*.wild.example.com']) });
+  translator.flush();
+  const one = vip('one.example.com');
+  t.regex(one?.[0] ?? '', /^240\.240\.\d+\.\d+$/);
+  t.notDeepEqual(vip('two.example.com'), one);
+  t.deepEqual(vip('*.wild.example.com'), []);
+  // Recomputed (the entry changes): the same VIPs.
+  translator.change({ kind: 'ServiceEntry', type: 'upsert', object: { ...se('a', ['one.example.com', 'two.example.com']), metadata: { name: 'a', namespace: 'ns1', labels: { x: 'y' } } } as KubeObject });
+  translator.flush();
+  t.deepEqual(vip('one.example.com'), one);
+  // A fresh translator computes the same VIP for the same host: stable across restarts.
+  const again = new Translator({ snapshot: new ResourceSnapshot(), autoFlush: false });
+  t.is(again.view.allocateVip('ns1', 'one.example.com'), one?.[0] ?? '');
+  // Written addresses are used as they are.
+  translator.change({ kind: 'ServiceEntry', type: 'upsert', object: { metadata: { name: 'b', namespace: 'ns1' }, spec: { hosts: ['fixed.example.com'], addresses: ['10.1.1.1'], ports: [{ number: 80 }] } } as KubeObject });
+  translator.flush();
+  t.deepEqual(vip('fixed.example.com'), ['10.1.1.1']);
+  // The entry gone, so is its service; the same host later gets the same VIP.
+  translator.change({ kind: 'ServiceEntry', type: 'delete', object: se('a', []) });
+  translator.flush();
+  t.is(vip('one.example.com'), undefined);
+  translator.change({ kind: 'ServiceEntry', type: 'upsert', object: se('c', ['one.example.com']) });
+  translator.flush();
+  t.deepEqual(vip('one.example.com'), one);
+});
