@@ -139,6 +139,13 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
   let kubeConfig: KubeConfig | undefined;
 
   const monitoring = await startHttp(config.listenAddress, config.monitoringPort, log, async (req, res, url) => {
+    if (url.pathname === '/debug/problems' && req.method === 'GET') {
+      // Every object whose translation found problems, with what and its conditions: the counts' details.
+      const body = JSON.stringify(translator.problems(), null, 2);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
     if (url.pathname !== '/metrics' && url.pathname !== '/stats/prometheus') return sendText(res, 404, 'not found\n');
     if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'method not allowed\n', { allow: 'GET' });
     const stats = translator.stats();
