@@ -3,15 +3,17 @@ import { gatewayDurationMs } from '../../src/control-plane/l7/http-route.ts';
 import { l7Extension } from '../../src/control-plane/l7/extension.ts';
 import type { KubeObject } from '../../src/control-plane/kube-objects.ts';
 import { Translator } from '../../src/control-plane/translator.ts';
+import type { AuthorizationPolicy__Output } from '../../src/workload-api/generated/ambient/l7/AuthorizationPolicy.ts';
 import type { RouteConfiguration__Output } from '../../src/workload-api/generated/ambient/l7/RouteConfiguration.ts';
-import { routeConfigurationFromWire } from '../../src/workload-api/l7-convert.ts';
-import type { RouteConfiguration } from '../../src/workload-api/l7-types.ts';
+import { l7AuthorizationFromWire, routeConfigurationFromWire } from '../../src/workload-api/l7-convert.ts';
+import type { L7AuthorizationPolicy, RouteConfiguration } from '../../src/workload-api/l7-types.ts';
 import { decodeMessage, TypeUrl } from '../../src/workload-api/proto.ts';
 import { ResourceSnapshot } from '../../src/workload-api/snapshot.ts';
 import { captureLog } from '../helpers/log.ts';
 
-// HTTPRoute (GAMMA) → the waypoint's RouteConfiguration, through the translator with the L7 extension, read back
-// from the snapshot as the waypoint decodes it.
+// HTTPRoute (GAMMA) → the waypoint's RouteConfiguration, and targetRef AuthorizationPolicies → its L7
+// AuthorizationPolicy, through the translator with the L7 extension, read back from the snapshot as the waypoint
+// decodes them.
 
 type Obj = [kind: string, object: KubeObject];
 
@@ -47,7 +49,16 @@ function translate(objects: readonly Obj[]) {
     }
     return out;
   };
-  return { configs, apply, problems: () => extension.problems(), log };
+  const policies = (): Record<string, L7AuthorizationPolicy> => {
+    const out: Record<string, L7AuthorizationPolicy> = {};
+    for (const [name, entry] of snapshot.get(TypeUrl.l7Authorization)) {
+      const decoded = l7AuthorizationFromWire(decodeMessage<AuthorizationPolicy__Output>('ambient.l7.AuthorizationPolicy', entry.value));
+      if (!decoded.ok) throw new Error(decoded.errors.join('; '));
+      out[name] = decoded.value;
+    }
+    return out;
+  };
+  return { configs, policies, apply, problems: () => extension.problems(), log, snapshot };
 }
 
 const BOUND_NS = ns('shop', { 'istio.io/dataplane-mode': 'ambient', 'istio.io/use-waypoint': 'waypoint' });
@@ -165,4 +176,81 @@ test('gatewayDurationMs: the Gateway API duration format', (t) => {
   t.is(gatewayDurationMs(''), undefined);
   t.is(gatewayDurationMs('1.5s'), undefined);
   t.is(gatewayDurationMs('10'), undefined);
+});
+
+const gateway = (name: string, namespace = 'shop'): Obj => [
+  'Gateway',
+  { metadata: { name, namespace }, spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] }, status: { addresses: [{ type: 'Hostname', value: `${name}.${namespace}.svc.cluster.local` }] } } as KubeObject,
+];
+const policy = (name: string, spec: Record<string, unknown>, namespace = 'shop', annotations: Record<string, string> = {}): Obj => [
+  'AuthorizationPolicy', { metadata: { name, namespace, annotations }, spec } as KubeObject,
+];
+const GW_REF = { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'waypoint' };
+
+test('waypoint policies: Gateway, GatewayClass and Service targets; rules field for field; selector policies are not the waypoint\'s', (t) => {
+  const { policies, problems } = translate([
+    BOUND_NS, ns('istio-system'), gateway('waypoint'), svc('reviews'), svc('ratings'), svc('elsewhere', 'shop', { 'istio.io/use-waypoint': 'other' }),
+    policy('no-delete', { targetRefs: [GW_REF], action: 'DENY', rules: [{ to: [{ operation: { methods: ['DELETE'] } }] }] }),
+    policy('reviews-readers', {
+      targetRefs: [{ kind: 'Service', group: '', name: 'reviews' }],
+      rules: [{
+        from: [{ source: { principals: ['cluster.local/ns/shop/sa/web'], serviceAccounts: ['batch', 'ops/cron'], namespaces: ['shop'], notIpBlocks: ['10.9.0.0/16'] } }],
+        to: [{ operation: { methods: ['GET'], paths: ['/api/*'], ports: ['9080'], notHosts: ['admin.*'] } }],
+        when: [{ key: 'request.headers[x-env]', values: ['prod'], notValues: ['dev'] }],
+      }],
+    }, 'shop', { 'istio.io/dry-run': 'true' }),
+    policy('mesh-wide', { targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'GatewayClass', name: 'istio-waypoint' }], action: 'DENY', rules: [{ to: [{ operation: { paths: ['/debug*'] } }] }] }, 'istio-system'),
+    policy('ztunnel-only', { selector: { matchLabels: { app: 'reviews' } }, rules: [{}] }),
+  ]);
+  t.deepEqual(problems(), []);
+  const all = policies();
+  t.deepEqual(Object.keys(all).sort(), ['istio-system/mesh-wide', 'shop/no-delete', 'shop/reviews-readers']);
+  t.deepEqual(all['shop/no-delete']?.targetServices, [`shop/${HOST('ratings')}`, `shop/${HOST('reviews')}`], 'every service bound to the waypoint, not the one bound elsewhere');
+  t.is(all['shop/no-delete']?.action, 'DENY');
+  t.deepEqual(all['istio-system/mesh-wide']?.targetServices, [], 'the GatewayClass: every service of every waypoint');
+  const readers = all['shop/reviews-readers'];
+  t.deepEqual(readers?.targetServices, [`shop/${HOST('reviews')}`]);
+  t.true(readers?.dryRun);
+  t.deepEqual(readers?.rules[0]?.from[0]?.principals, ['cluster.local/ns/shop/sa/web', 'cluster.local/ns/shop/sa/batch', 'cluster.local/ns/ops/sa/cron']);
+  t.deepEqual(readers?.rules[0]?.from[0]?.notIpBlocks, ['10.9.0.0/16']);
+  t.deepEqual(readers?.rules[0]?.to[0], { hosts: [], notHosts: ['admin.*'], ports: [9080], notPorts: [], methods: ['GET'], notMethods: [], paths: ['/api/*'], notPaths: [] });
+  t.deepEqual(readers?.rules[0]?.when, [{ key: 'request.headers[x-env]', values: ['prod'], notValues: ['dev'] }]);
+});
+
+test('waypoint policies fail closed: CUSTOM is not sent, an unsupported field drops an ALLOW rule but keeps a DENY rule, bad targets are problems', (t) => {
+  const { policies, problems } = translate([
+    BOUND_NS, gateway('waypoint'), svc('reviews'),
+    policy('custom', { targetRefs: [GW_REF], action: 'CUSTOM', provider: { name: 'ext' }, rules: [{}] }),
+    policy('allow-remote', { targetRefs: [GW_REF], rules: [{ from: [{ source: { remoteIpBlocks: ['1.2.3.4'] } }] }, { to: [{ operation: { methods: ['GET'] } }] }] }),
+    policy('deny-remote', { targetRefs: [GW_REF], action: 'DENY', rules: [{ from: [{ source: { remoteIpBlocks: ['1.2.3.4'] } }], to: [{ operation: { methods: ['POST'] } }] }] }),
+    policy('bad-port', { targetRefs: [GW_REF], rules: [{ to: [{ operation: { ports: ['http'] } }] }] }),
+    policy('missing-gw', { targetRefs: [{ ...GW_REF, name: 'nope' }], rules: [{}] }),
+    policy('class-outside-root', { targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'GatewayClass', name: 'istio-waypoint' }], rules: [{}] }),
+  ]);
+  const all = policies();
+  t.false('shop/custom' in all);
+  t.deepEqual(all['shop/allow-remote']?.rules.map((r) => r.to[0]?.methods), [['GET']], 'the ALLOW rule with remoteIpBlocks is dropped, the other stays');
+  t.deepEqual(all['shop/deny-remote']?.rules.map((r) => r.to[0]?.methods), [['POST']], 'the DENY rule stays without the field: it denies more');
+  t.deepEqual(all['shop/bad-port']?.rules, [], 'an ALLOW whose only rule is invalid allows nothing');
+  t.false('shop/missing-gw' in all);
+  t.false('shop/class-outside-root' in all);
+  const text = problems().join('\n');
+  t.regex(text, /shop\/custom: spec\.action: CUSTOM is not supported/);
+  t.regex(text, /shop\/allow-remote: spec\.rules\[0\]\.from\[0\]\.source\.remoteIpBlocks: not supported at the waypoint; the rule is dropped/);
+  t.regex(text, /shop\/deny-remote: .*the rule denies without it/);
+  t.regex(text, /shop\/bad-port: spec\.rules\[0\]\.to\[0\]\.operation\.ports\[0\]: "http" is not a port/);
+  t.regex(text, /shop\/missing-gw: spec\.targetRefs\[0\]: Gateway shop\/nope does not exist/);
+  t.regex(text, /shop\/class-outside-root: .*root namespace istio-system/);
+});
+
+test('a Gateway-targeted policy follows the services that bind to the waypoint', (t) => {
+  const { policies, apply } = translate([
+    ns('shop'), gateway('waypoint'), svc('reviews'),
+    policy('no-delete', { targetRefs: [GW_REF], action: 'DENY', rules: [{ to: [{ operation: { methods: ['DELETE'] } }] }] }),
+  ]);
+  t.deepEqual(policies(), {}, 'nothing is bound yet');
+  apply([svc('reviews', 'shop', { 'istio.io/use-waypoint': 'waypoint' })]);
+  t.deepEqual(policies()['shop/no-delete']?.targetServices, [`shop/${HOST('reviews')}`]);
+  apply([policy('no-delete', {}, 'shop')], 'delete');
+  t.deepEqual(policies(), {});
 });
