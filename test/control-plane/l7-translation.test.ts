@@ -3,10 +3,12 @@ import { gatewayDurationMs } from '../../src/control-plane/l7/http-route.ts';
 import { l7Extension } from '../../src/control-plane/l7/extension.ts';
 import type { KubeObject } from '../../src/control-plane/kube-objects.ts';
 import { Translator } from '../../src/control-plane/translator.ts';
+import { istioDurationMs, resolveHost } from '../../src/control-plane/l7/destination-rule.ts';
 import type { AuthorizationPolicy__Output } from '../../src/workload-api/generated/ambient/l7/AuthorizationPolicy.ts';
+import type { DestinationPolicy__Output } from '../../src/workload-api/generated/ambient/l7/DestinationPolicy.ts';
 import type { RouteConfiguration__Output } from '../../src/workload-api/generated/ambient/l7/RouteConfiguration.ts';
-import { l7AuthorizationFromWire, routeConfigurationFromWire } from '../../src/workload-api/l7-convert.ts';
-import type { L7AuthorizationPolicy, RouteConfiguration } from '../../src/workload-api/l7-types.ts';
+import { destinationPolicyFromWire, l7AuthorizationFromWire, routeConfigurationFromWire } from '../../src/workload-api/l7-convert.ts';
+import type { DestinationPolicy, L7AuthorizationPolicy, RouteConfiguration } from '../../src/workload-api/l7-types.ts';
 import { decodeMessage, TypeUrl } from '../../src/workload-api/proto.ts';
 import { ResourceSnapshot } from '../../src/workload-api/snapshot.ts';
 import { captureLog } from '../helpers/log.ts';
@@ -58,7 +60,16 @@ function translate(objects: readonly Obj[]) {
     }
     return out;
   };
-  return { configs, policies, apply, problems: () => extension.problems(), log, snapshot };
+  const destinations = (): Record<string, DestinationPolicy> => {
+    const out: Record<string, DestinationPolicy> = {};
+    for (const [name, entry] of snapshot.get(TypeUrl.destinationPolicy)) {
+      const decoded = destinationPolicyFromWire(decodeMessage<DestinationPolicy__Output>('ambient.l7.DestinationPolicy', entry.value));
+      if (!decoded.ok) throw new Error(decoded.errors.join('; '));
+      out[name] = decoded.value;
+    }
+    return out;
+  };
+  return { configs, policies, destinations, apply, problems: () => extension.problems(), log, snapshot };
 }
 
 const BOUND_NS = ns('shop', { 'istio.io/dataplane-mode': 'ambient', 'istio.io/use-waypoint': 'waypoint' });
@@ -253,4 +264,61 @@ test('a Gateway-targeted policy follows the services that bind to the waypoint',
   t.deepEqual(policies()['shop/no-delete']?.targetServices, [`shop/${HOST('reviews')}`]);
   apply([policy('no-delete', {}, 'shop')], 'delete');
   t.deepEqual(policies(), {});
+});
+
+const podOf = (name: string, labels: Record<string, string>): Obj => [
+  'Pod',
+  { metadata: { name, namespace: 'shop', labels }, spec: { nodeName: 'n1' }, status: { phase: 'Running', podIP: '10.0.0.9' } } as KubeObject,
+];
+const dr = (name: string, spec: Record<string, unknown>, created = '2026-01-01T00:00:00Z'): Obj => ['DestinationRule', { metadata: { name, namespace: 'shop', creationTimestamp: created }, spec } as KubeObject];
+
+test('DestinationRule → DestinationPolicy: host resolution, traffic policy with Istio defaults, subsets resolved to the pods behind the service', (t) => {
+  const { destinations, problems, apply } = translate([
+    BOUND_NS, svc('reviews'), podOf('reviews-v1-a', { app: 'reviews', version: 'v1' }), podOf('reviews-v2-a', { app: 'reviews', version: 'v2' }),
+    podOf('reviews-v2-b', { app: 'reviews', version: 'v2' }), podOf('other-v2', { app: 'other', version: 'v2' }),
+    dr('reviews', {
+      host: 'reviews',
+      trafficPolicy: {
+        loadBalancer: { consistentHash: { httpCookie: { name: 'session', ttl: '0s' } } },
+        connectionPool: { tcp: { maxConnections: 10, connectTimeout: '250ms' }, http: { http1MaxPendingRequests: 1, maxRetries: 3 } },
+        outlierDetection: { consecutive5xxErrors: 2, baseEjectionTime: '1m' },
+        tls: { mode: 'ISTIO_MUTUAL' },
+      },
+      subsets: [
+        { name: 'v1', labels: { version: 'v1' } },
+        { name: 'v2', labels: { version: 'v2' }, trafficPolicy: { loadBalancer: { simple: 'LEAST_CONN' } } },
+      ],
+    }),
+    dr('late-duplicate', { host: 'reviews.shop.svc.cluster.local' }, '2026-06-01T00:00:00Z'),
+    dr('broken', { host: 'ratings.other', trafficPolicy: { loadBalancer: { simple: 'PASSTHROUGH' }, outlierDetection: { interval: 'often' }, portLevelSettings: [{}] } }),
+  ]);
+  const all = destinations();
+  t.deepEqual(Object.keys(all).sort(), ['other/ratings.other.svc.cluster.local', `shop/${HOST('reviews')}`]);
+  const reviews = all[`shop/${HOST('reviews')}`];
+  t.deepEqual(reviews?.trafficPolicy?.loadBalancer, { kind: 'hash', key: { kind: 'cookie', name: 'session' } });
+  t.deepEqual(reviews?.trafficPolicy?.connectionPool, { maxConnections: 10, connectTimeoutMs: 250, http1MaxPendingRequests: 1, maxRetries: 3 });
+  t.deepEqual(reviews?.trafficPolicy?.outlierDetection, { consecutive5xxErrors: 2, consecutiveGatewayErrors: 0, intervalMs: 10_000, baseEjectionTimeMs: 60_000, maxEjectionPercent: 10, minHealthPercent: 0 });
+  t.deepEqual(reviews?.subsets.map((s) => [s.name, s.workloadUids]), [
+    ['v1', ['Kubernetes//Pod/shop/reviews-v1-a']],
+    ['v2', ['Kubernetes//Pod/shop/reviews-v2-a', 'Kubernetes//Pod/shop/reviews-v2-b']],
+  ], 'only pods the service selects');
+  t.deepEqual(reviews?.subsets[1]?.trafficPolicy?.loadBalancer, { kind: 'least-request' });
+  const text = problems().join('\n');
+  t.regex(text, /shop\/late-duplicate: spec\.host: reviews\.shop\.svc\.cluster\.local already has the older DestinationRule shop\/reviews/);
+  t.regex(text, /shop\/broken: spec\.trafficPolicy\.loadBalancer\.simple: PASSTHROUGH is not supported/);
+  t.regex(text, /shop\/broken: spec\.trafficPolicy\.outlierDetection\.interval: "often" is not a duration/);
+  t.regex(text, /shop\/broken: spec\.trafficPolicy\.portLevelSettings: not supported/);
+
+  // A new pod of the subset joins it.
+  apply([podOf('reviews-v1-b', { app: 'reviews', version: 'v1' })]);
+  t.deepEqual(destinations()[`shop/${HOST('reviews')}`]?.subsets[0]?.workloadUids, ['Kubernetes//Pod/shop/reviews-v1-a', 'Kubernetes//Pod/shop/reviews-v1-b']);
+});
+
+test('istioDurationMs and resolveHost', (t) => {
+  t.deepEqual(['30s', '1.5s', '3m', '100ms', '1h30m', '0s', '250us'].map(istioDurationMs), [30_000, 1500, 180_000, 100, 5_400_000, 0, 0]);
+  t.deepEqual(['', '10', 'soon', '-1s'].map(istioDurationMs), [undefined, undefined, undefined, undefined]);
+  t.deepEqual(resolveHost('reviews', 'shop', 'cluster.local'), { namespace: 'shop', hostname: 'reviews.shop.svc.cluster.local' });
+  t.deepEqual(resolveHost('reviews.prod', 'shop', 'cluster.local'), { namespace: 'prod', hostname: 'reviews.prod.svc.cluster.local' });
+  t.deepEqual(resolveHost('reviews.prod.svc.cluster.local', 'shop', 'cluster.local'), { namespace: 'prod', hostname: 'reviews.prod.svc.cluster.local' });
+  t.deepEqual(resolveHost('api.example.com', 'shop', 'cluster.local'), { namespace: 'shop', hostname: 'api.example.com' });
 });
