@@ -322,3 +322,83 @@ test('istioDurationMs and resolveHost', (t) => {
   t.deepEqual(resolveHost('reviews.prod.svc.cluster.local', 'shop', 'cluster.local'), { namespace: 'prod', hostname: 'reviews.prod.svc.cluster.local' });
   t.deepEqual(resolveHost('api.example.com', 'shop', 'cluster.local'), { namespace: 'shop', hostname: 'api.example.com' });
 });
+
+const vs = (name: string, spec: Record<string, unknown>, created = '2026-01-01T00:00:00Z', namespace = 'shop'): Obj => [
+  'VirtualService', { metadata: { name, namespace, creationTimestamp: created }, spec } as KubeObject,
+];
+
+test('VirtualService http routes → RouteConfiguration: matches, weighted subsets, retries, faults, mirrors, rewrite, redirect, headers', (t) => {
+  const { configs, problems } = translate([
+    BOUND_NS, svc('reviews'), svc('shadow'),
+    vs('reviews', {
+      hosts: ['reviews'],
+      http: [
+        {
+          name: 'jason',
+          match: [{ headers: { 'End-User': { exact: 'jason' } }, withoutHeaders: { 'x-skip': {} }, queryParams: { debug: { regex: '1|true' } }, method: { exact: 'get' } }],
+          route: [{ destination: { host: 'reviews', subset: 'v2', port: { number: 9080 } } }],
+          retries: { attempts: 3, perTryTimeout: '2s', retryOn: 'gateway-error,connect-failure,503' },
+          headers: { request: { set: { 'X-Who': 'jason' } }, response: { remove: ['Server'] } },
+        },
+        {
+          match: [{ uri: { prefix: '/api' } }],
+          rewrite: { uri: '/v1', authority: 'api.internal' },
+          fault: { delay: { fixedDelay: '1.5s', percentage: { value: 50 } }, abort: { grpcStatus: 'UNAVAILABLE', percentage: { value: 5 } } },
+          mirror: { host: 'shadow' }, mirrorPercentage: { value: 10 },
+          route: [{ destination: { host: 'reviews', subset: 'v1' } }],
+          timeout: '3s',
+        },
+        { match: [{ uri: { exact: '/old' } }], redirect: { uri: '/new', authority: 'shop.example', redirectCode: 308 } },
+        { route: [{ destination: { host: 'reviews', subset: 'v1' }, weight: 90 }, { destination: { host: 'reviews.shop.svc.cluster.local', subset: 'v2' }, weight: 10 }] },
+      ],
+    }),
+  ]);
+  t.deepEqual(problems(), []);
+  const rc = configs()[`shop/${HOST('reviews')}`];
+  t.deepEqual(rc?.routes.map((r) => r.name), ['jason', 'shop/reviews.1', 'shop/reviews.2', 'shop/reviews.3']);
+  const [jason, api, old, split] = rc?.routes ?? [];
+  t.deepEqual(jason?.matches[0]?.headers.map((h) => [h.name, h.invert, h.value?.value]), [['end-user', false, 'jason'], ['x-skip', true, undefined]]);
+  t.is(jason?.matches[0]?.queryParams[0]?.value?.kind, 'regex');
+  t.is(jason?.matches[0]?.method, 'GET');
+  t.deepEqual(jason?.backends.map((b) => [b.subset, b.port, b.weight]), [['v2', 9080, 100]], 'a single destination takes all the weight');
+  t.deepEqual(jason?.retries, { attempts: 3, perTryTimeoutMs: 2000, retryOn: ['gateway-error', 'connect-failure', 'retriable-status-codes'], retriableStatusCodes: [503] });
+  t.deepEqual(jason?.requestHeaders, { set: [['x-who', 'jason']], add: [], remove: [] });
+  t.deepEqual(jason?.responseHeaders, { set: [], add: [], remove: ['server'] });
+  t.deepEqual(api?.rewrite, { path: { kind: 'prefix', value: '/v1' }, host: 'api.internal' }, 'a prefix match rewrites the prefix');
+  t.deepEqual(api?.fault, { delay: { fixedDelayMs: 1500, percentage: 50 }, abort: { kind: 'grpc', status: 14, percentage: 5 } });
+  t.deepEqual(api?.mirrors, [{ namespace: 'shop', hostname: HOST('shadow'), port: 0, subset: '', percentage: 10 }]);
+  t.is(api?.timeoutMs, 3000);
+  t.deepEqual(old?.redirect, { statusCode: 308, host: 'shop.example', path: { kind: 'full', value: '/new' } });
+  t.deepEqual(split?.backends.map((b) => [b.hostname, b.subset, b.weight]), [[HOST('reviews'), 'v1', 90], [HOST('reviews'), 'v2', 10]]);
+});
+
+test('VirtualService bad input and precedence: ingress-only and unbound hosts are skipped, routes after a catch-all are dropped, HTTPRoutes win on a shared host', (t) => {
+  const { configs, problems } = translate([
+    BOUND_NS, svc('reviews'), svc('ratings'), svc('web'), ns('plain'), svc('free', 'plain'),
+    vs('ingress', { hosts: ['web'], gateways: ['istio-system/public'], http: [{ route: [{ destination: { host: 'web' } }] }] }),
+    vs('ratings', {
+      hosts: ['ratings', 'api.example.com', 'free.plain'],
+      http: [
+        { match: [{ uri: { prefix: '/x' }, ignoreUriCase: true }], route: [{ destination: { host: 'ratings' } }] },
+        { match: [{ uri: { regex: '(' } }], route: [{ destination: { host: 'ratings' } }] },
+        { timeout: 'later', route: [{ destination: { host: 'ratings' } }] },
+        { route: [{ destination: { host: 'ratings' } }] },
+        { match: [{ uri: { exact: '/never' } }], route: [{ destination: { host: 'ratings' } }] },
+      ],
+    }),
+    vs('reviews-vs', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews', subset: 'v9' } }] }] }),
+    route('reviews-route', { ...parent('reviews'), rules: [{ backendRefs: [backend('reviews')] }] }),
+  ]);
+  const all = configs();
+  t.false(`shop/${HOST('web')}` in all, 'an ingress-only VirtualService is not the mesh\'s');
+  t.deepEqual(all[`shop/${HOST('ratings')}`]?.routes.length, 1, 'only the catch-all survives');
+  t.deepEqual(all[`shop/${HOST('reviews')}`]?.routes.map((r) => r.name), ['shop/reviews-route.0'], 'the HTTPRoute wins');
+  const text = problems().join('\n');
+  t.regex(text, /shop\/ratings: spec\.http\[0\]\.match\[0\]\.ignoreUriCase: not supported/);
+  t.regex(text, /shop\/ratings: spec\.http\[1\]\.match\[0\]\.uri\.regex: invalid regular expression/);
+  t.regex(text, /shop\/ratings: spec\.http\[2\]\.timeout: "later" is not a duration/);
+  t.regex(text, /shop\/ratings: spec\.http\[4\]: unreachable after the catch-all/);
+  t.regex(text, /shop\/ratings: spec\.hosts\[1\]: api\.example\.com is not a Kubernetes Service/);
+  t.regex(text, /shop\/ratings: spec\.hosts\[2\]: free\.plain is in namespace plain/);
+  t.regex(text, /shop\/reviews\.shop\.svc\.cluster\.local: the host also has HTTPRoutes/);
+});

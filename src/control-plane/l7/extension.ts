@@ -7,10 +7,12 @@ import type { KubeAuthorizationPolicy, KubeService } from '../kube-objects.ts';
 import { translateL7Policies } from './authorization.ts';
 import { translateDestinationRules, type DestinationRuleObject } from './destination-rule.ts';
 import { translateHttpRoutes, type HttpRouteObject } from './http-route.ts';
+import { translateVirtualServices, type VirtualServiceObject } from './virtual-service.ts';
 
 /**
- * The waypoint's L7 configuration as a translator extension: every HTTPRoute attached to a Service (GAMMA) becomes
- * part of that service's `ambient.l7.RouteConfiguration`, and every AuthorizationPolicy with targetRefs an
+ * The waypoint's L7 configuration as a translator extension: every HTTPRoute attached to a Service (GAMMA), and
+ * every mesh VirtualService `http` route of a bound Service, becomes part of that service's
+ * `ambient.l7.RouteConfiguration` (a host with both keeps its HTTPRoutes), and every AuthorizationPolicy with targetRefs an
  * `ambient.l7.AuthorizationPolicy`, and every DestinationRule an `ambient.l7.DestinationPolicy` (its subsets
  * resolved to pod uids, hence the Pod changes), served to waypoints over the same delta ADS stream as the workload API.
  * Recomputed from all of them on any change of a route, a policy, a rule, a Service, a Namespace, a Gateway
@@ -24,11 +26,12 @@ export interface L7Extension extends TranslatorExtension {
   problems(): readonly string[];
 }
 
-export const L7_KINDS = ['HTTPRoute', 'AuthorizationPolicy', 'DestinationRule', 'Service', 'Namespace', 'Gateway', 'Pod'] as const;
+export const L7_KINDS = ['HTTPRoute', 'VirtualService', 'AuthorizationPolicy', 'DestinationRule', 'Service', 'Namespace', 'Gateway', 'Pod'] as const;
 
 /** Where the API server serves the kinds the extension adds to the control plane's own (kubernetes mode). */
 export const L7_COLLECTIONS: Readonly<Record<string, string>> = Object.freeze({
   DestinationRule: '/apis/networking.istio.io/v1/destinationrules',
+  VirtualService: '/apis/networking.istio.io/v1/virtualservices',
 });
 
 export function l7Extension(options: { readonly logger: Logger }): L7Extension {
@@ -47,7 +50,12 @@ export function l7Extension(options: { readonly logger: Logger }): L7Extension {
     typeUrls: [TypeUrl.routeConfiguration, TypeUrl.destinationPolicy, TypeUrl.l7Authorization],
     apply(_changes: readonly ObjectChange[], context: ExtensionContext): void {
       const routes = translateHttpRoutes(context.objects('HTTPRoute') as Iterable<HttpRouteObject>, context.view);
-      publish(context, TypeUrl.routeConfiguration, new Map([...routes.configs].map(([name, rc]) => [name, encodeRouteConfiguration(rc)])));
+      const virtual = translateVirtualServices(context.objects('VirtualService') as Iterable<VirtualServiceObject>, context.view);
+      // A host with both keeps its HTTPRoutes (Istio's waypoint sees HTTPRoutes as VirtualServices too; mixing both
+      // kinds on one host is not something we order).
+      const shadowed = [...virtual.configs.keys()].filter((name) => routes.configs.has(name));
+      const configs = new Map([...virtual.configs, ...routes.configs]);
+      publish(context, TypeUrl.routeConfiguration, new Map([...configs].map(([name, rc]) => [name, encodeRouteConfiguration(rc)])));
       const policies = translateL7Policies(
         context.objects('AuthorizationPolicy') as Iterable<KubeAuthorizationPolicy>, context.objects('Service') as Iterable<KubeService>, context.view,
       );
@@ -56,6 +64,8 @@ export function l7Extension(options: { readonly logger: Logger }): L7Extension {
       publish(context, TypeUrl.destinationPolicy, new Map([...destinations.policies].map(([name, d]) => [name, encodeDestinationPolicy(d)])));
       const found = [
         ...routes.problems.map((p) => ({ kind: 'HTTPRoute', object: p.route, problem: p.message })),
+        ...virtual.problems.map((p) => ({ kind: 'VirtualService', object: p.virtualService, problem: p.message })),
+        ...shadowed.map((name) => ({ kind: 'VirtualService', object: name, problem: `the host also has HTTPRoutes, which are used instead` })),
         ...policies.problems.map((p) => ({ kind: 'AuthorizationPolicy', object: p.policy, problem: p.message })),
         ...destinations.problems.map((p) => ({ kind: 'DestinationRule', object: p.rule, problem: p.message })),
       ];
