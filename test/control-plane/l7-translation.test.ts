@@ -402,3 +402,29 @@ test('VirtualService bad input and precedence: ingress-only and unbound hosts ar
   t.regex(text, /shop\/ratings: spec\.hosts\[2\]: free\.plain is in namespace plain/);
   t.regex(text, /shop\/reviews\.shop\.svc\.cluster\.local: the host also has HTTPRoutes/);
 });
+
+test('GRPCRoute: method matches become POST path matches on /service/method; backends and header matches carry over', (t) => {
+  const { configs, problems } = translate([
+    BOUND_NS, svc('greeter'), svc('greeter-v2'),
+    ['GRPCRoute', { metadata: { name: 'greeter', namespace: 'shop', creationTimestamp: '2026-01-01T00:00:00Z' }, spec: {
+      ...parent('greeter'),
+      rules: [
+        { matches: [{ method: { service: 'helloworld.Greeter', method: 'SayHello' }, headers: [{ name: 'x-canary', value: 'yes' }] }], backendRefs: [backend('greeter-v2')] },
+        { matches: [{ method: { service: 'helloworld.Greeter' } }], backendRefs: [backend('greeter', 90), backend('greeter-v2', 10)] },
+        { matches: [{ method: { type: 'RegularExpression', method: 'Say.*' } }], backendRefs: [backend('greeter')] },
+      ],
+    } } as KubeObject],
+  ]);
+  t.deepEqual(problems(), []);
+  const rc = configs()[`shop/${HOST('greeter')}`];
+  const byRule = Object.fromEntries((rc?.routes ?? []).map((r) => [r.name, r]));
+  t.deepEqual(byRule['shop/greeter.0']?.matches[0]?.path, { kind: 'exact', value: '/helloworld.Greeter/SayHello' });
+  t.is(byRule['shop/greeter.0']?.matches[0]?.method, 'POST');
+  t.is(byRule['shop/greeter.0']?.matches[0]?.headers[0]?.name, 'x-canary');
+  t.deepEqual(byRule['shop/greeter.1']?.matches[0]?.path, { kind: 'prefix', value: '/helloworld.Greeter/' });
+  t.deepEqual(byRule['shop/greeter.1']?.backends.map((b) => b.weight), [90, 10]);
+  const re = byRule['shop/greeter.2']?.matches[0]?.path;
+  t.is(re?.kind, 'regex');
+  t.true(re?.kind === 'regex' && re.regex.test('/any.Service/SayHi') && !re.regex.test('/any.Service/Other'));
+  t.deepEqual(rc?.routes.map((r) => r.name), ['shop/greeter.0', 'shop/greeter.1', 'shop/greeter.2'], 'exact, then prefix, then regex');
+});

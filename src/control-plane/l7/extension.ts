@@ -6,11 +6,13 @@ import type { ExtensionContext, ObjectChange, TranslatorExtension } from '../tra
 import type { KubeAuthorizationPolicy, KubeService } from '../kube-objects.ts';
 import { translateL7Policies } from './authorization.ts';
 import { translateDestinationRules, type DestinationRuleObject } from './destination-rule.ts';
+import { grpcRouteAsHttpRoute, type GrpcRouteObject } from './grpc-route.ts';
 import { translateHttpRoutes, type HttpRouteObject } from './http-route.ts';
 import { translateVirtualServices, type VirtualServiceObject } from './virtual-service.ts';
 
 /**
- * The waypoint's L7 configuration as a translator extension: every HTTPRoute attached to a Service (GAMMA), and
+ * The waypoint's L7 configuration as a translator extension: every HTTPRoute or GRPCRoute attached to a Service
+ * (GAMMA), and
  * every mesh VirtualService `http` route of a bound Service, becomes part of that service's
  * `ambient.l7.RouteConfiguration` (a host with both keeps its HTTPRoutes), and every AuthorizationPolicy with targetRefs an
  * `ambient.l7.AuthorizationPolicy`, and every DestinationRule an `ambient.l7.DestinationPolicy` (its subsets
@@ -26,7 +28,7 @@ export interface L7Extension extends TranslatorExtension {
   problems(): readonly string[];
 }
 
-export const L7_KINDS = ['HTTPRoute', 'VirtualService', 'AuthorizationPolicy', 'DestinationRule', 'Service', 'Namespace', 'Gateway', 'Pod'] as const;
+export const L7_KINDS = ['HTTPRoute', 'GRPCRoute', 'VirtualService', 'AuthorizationPolicy', 'DestinationRule', 'Service', 'Namespace', 'Gateway', 'Pod'] as const;
 
 /** Where the API server serves the kinds the extension adds to the control plane's own (kubernetes mode). */
 export const L7_COLLECTIONS: Readonly<Record<string, string>> = Object.freeze({
@@ -49,7 +51,10 @@ export function l7Extension(options: { readonly logger: Logger }): L7Extension {
     kinds: L7_KINDS,
     typeUrls: [TypeUrl.routeConfiguration, TypeUrl.destinationPolicy, TypeUrl.l7Authorization],
     apply(_changes: readonly ObjectChange[], context: ExtensionContext): void {
-      const routes = translateHttpRoutes(context.objects('HTTPRoute') as Iterable<HttpRouteObject>, context.view);
+      const routes = translateHttpRoutes([
+        ...(context.objects('HTTPRoute') as Iterable<HttpRouteObject>),
+        ...[...(context.objects('GRPCRoute') as Iterable<GrpcRouteObject>)].map(grpcRouteAsHttpRoute),
+      ], context.view);
       const virtual = translateVirtualServices(context.objects('VirtualService') as Iterable<VirtualServiceObject>, context.view);
       // A host with both keeps its HTTPRoutes (Istio's waypoint sees HTTPRoutes as VirtualServices too; mixing both
       // kinds on one host is not something we order).
