@@ -73,6 +73,10 @@ export interface LocalModeOptions {
   readonly onStatus?: (key: string, status: GatewayStatus | undefined, gateway: Gateway | undefined) => void;
   /** The address each waypoint gets (its INSTANCE_IP and the Gateway address); 127.0.10.N by default. */
   readonly addressFor?: (key: string) => string;
+  /** Delays between restarts of a waypoint that keeps exiting; 1 s doubling to 60 s by default. */
+  readonly restartBackoff?: BackoffOptions;
+  /** A waypoint that ran this long before it exited is restarted without delay and its backoff reset; 10 s by default. */
+  readonly healthyRunMs?: number;
   /** NODE_NAME of local waypoints; the host name by default. */
   readonly nodeName?: string;
 }
@@ -274,6 +278,8 @@ export function startWaypointController(options: WaypointControllerOptions): Way
 
   // --- local mode
   const local = new Map<string, LocalEntry>();
+  const crashes = new Map<string, Backoff>();
+  const restartTimers = new Set<NodeJS.Timeout>();
   const addressFor = mode.kind === 'local' ? (mode.addressFor ?? loopbackAllocator()) : loopbackAllocator();
   const nodeName = mode.kind === 'local' ? (mode.nodeName ?? hostname()) : hostname();
 
@@ -288,6 +294,7 @@ export function startWaypointController(options: WaypointControllerOptions): Way
     const m = mode as LocalModeOptions;
     if (!gw || !decision || decision.kind === 'ignore') {
       await stopLocal(key);
+      crashes.delete(key);
       if (statuses.delete(key)) m.onStatus?.(key, undefined, gw);
       return;
     }
@@ -316,12 +323,24 @@ export function startWaypointController(options: WaypointControllerOptions): Way
         throw err instanceof MeshError ? err : new MeshError(ErrorCode.WAYPOINT_LAUNCHER_START_FAILED, `starting the local waypoint ${key} failed: ${errorMessage(err)}`, { cause: err });
       }
       const started: LocalEntry = { hash, address, launched };
+      const startedAt = performance.now();
       entry = started;
       local.set(key, started);
       void launched.exited.then(({ code, signal }) => {
         if (closed || local.get(key) !== started) return;
         local.delete(key);
-        scheduleRetry(key, new MeshError(ErrorCode.WAYPOINT_LAUNCHER_EXITED, `the local waypoint ${key} exited (code ${code}, signal ${signal})`));
+        // A crash loop backs off as a kubelet's does; a process that ran a while starts over from the first delay.
+        let crash = crashes.get(key);
+        if (!crash) crashes.set(key, (crash = new Backoff(m.restartBackoff ?? { initialMs: 1000, maxMs: 60_000, jitter: 0.2 })));
+        if (performance.now() - startedAt >= (m.healthyRunMs ?? 10_000)) crash.reset();
+        const delay = crash.next();
+        log.warn({ code: ErrorCode.WAYPOINT_LAUNCHER_EXITED, gateway: key, exitCode: code, signal, restartInMs: Math.round(delay) }, 'the local waypoint exited; restarting it');
+        const timer = setTimeout(() => {
+          restartTimers.delete(timer);
+          enqueue(key);
+        }, delay);
+        timer.unref();
+        restartTimers.add(timer);
       });
     }
     const before = statuses.get(key) ?? gw.status;
@@ -394,6 +413,7 @@ export function startWaypointController(options: WaypointControllerOptions): Way
         closed = true;
         clearInterval(resync);
         clearTimeout(classTimer);
+        for (const timer of restartTimers) clearTimeout(timer);
         await classDone;
         for (const r of retries.values()) clearTimeout(r.timer);
         gateways.off('add', onGateway);

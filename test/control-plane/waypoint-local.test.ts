@@ -99,6 +99,7 @@ test('local mode: a waypoint Gateway starts a process with its env; a change res
       kind: 'local',
       gateways: feed,
       nodeName: 'node-local',
+      restartBackoff: { initialMs: 20, maxMs: 100, jitter: 0 },
       onStatus: (key, status) => statuses.push([key, status]),
       launcher: processWaypointLauncher({
         command: [process.execPath, FIXTURE],
@@ -140,7 +141,7 @@ test('local mode: a waypoint Gateway starts a process with its env; a change res
   // The process dies: the controller starts it again.
   process.kill(otherReports()[1]!.pid, 'SIGKILL');
   await until(() => otherReports().length === 3, 'the waypoint was restarted after it exited');
-  t.true(log.records.some((l) => l['code'] === 'WAYPOINT_LAUNCHER_EXITED'));
+  t.like(log.records.find((l) => l['code'] === 'WAYPOINT_LAUNCHER_EXITED'), { gateway: 'prod/wp', signal: 'SIGKILL', restartInMs: 20 });
 
   // The Gateway goes: the process stops (gracefully) and the status is withdrawn.
   const lastPid = otherReports()[2]!.pid;
@@ -173,4 +174,26 @@ test('local mode: close() stops every waypoint it started', async (t) => {
   await controller.close();
   for (const r of reports) t.throws(() => process.kill(r.pid, 0), undefined, `pid ${r.pid} is gone`);
   t.is(controller.running().size, 0);
+});
+
+test('local mode: a waypoint that keeps exiting is restarted with growing delays (a crash loop backs off)', async (t) => {
+  const log = captureLog();
+  const feed = new MemoryFeed();
+  feed.set(gateway('crashy', 'prod'));
+  const controller = startWaypointController({
+    render: RENDER,
+    logger: log.logger,
+    mode: {
+      kind: 'local',
+      gateways: feed,
+      restartBackoff: { initialMs: 50, maxMs: 200, jitter: 0 },
+      launcher: processWaypointLauncher({ command: [process.execPath, '-e', 'process.exit(3)'], logger: log.logger, output: () => {} }),
+    },
+  });
+  t.teardown(() => controller.close());
+  await controller.synced;
+  await until(() => log.records.filter((r) => r['code'] === 'WAYPOINT_LAUNCHER_EXITED').length >= 4, 'four exits');
+  const exits = log.records.filter((r) => r['code'] === 'WAYPOINT_LAUNCHER_EXITED').slice(0, 4);
+  t.deepEqual(exits.map((r) => r['restartInMs']), [50, 100, 200, 200]);
+  t.true(exits.every((r) => r['exitCode'] === 3));
 });
