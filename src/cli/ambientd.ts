@@ -10,6 +10,8 @@ import type { Result } from '../core/result.ts';
 import { parseZtunnelConfig, ZTUNNEL_FLAGS } from '../ztunnel/config.ts';
 import { startZtunnel } from '../ztunnel/ztunnel.ts';
 import { parseFlags } from './flags.ts';
+import { parse as parseWaypointConfig, WAYPOINT_FLAGS } from '../waypoint/config.ts';
+import { startWaypoint } from '../waypoint/waypoint.ts';
 
 /**
  * `ambientd <component> [--flag value | --flag=value ...]`: the node daemons. Exit codes: 0 after a
@@ -30,6 +32,10 @@ usage: ambientd control-plane [flags]
   POD_NAMESPACE, CA_TRUSTED_NODE_ACCOUNTS, WAYPOINT_IMAGE (the image of waypoint Deployments), ...; each flag
   overrides the environment variable named after it:
 ${Object.entries(CONTROL_PLANE_FLAGS).map(([f, env]) => `    --${f} (${env})`).join('\n')}
+usage: ambientd waypoint [flags]
+  The L7 proxy (HBONE 15008, stats 15020, readiness 15021). POD_NAMESPACE and SERVICE_ACCOUNT name its
+  identity; XDS_ADDRESS, CA_ADDRESS, LOCAL_XDS_PATH, L7_CONFIG_PATH, FAKE_CA, PATH_NORMALIZATION, LOG_LEVEL; flags:
+${WAYPOINT_FLAGS.map((f) => `    --${f}`).join('\n')}
 `;
 
 /** The configuration, or exit code 2 with every problem and the usage on stderr. */
@@ -150,6 +156,24 @@ async function controlPlane(args: readonly string[]): Promise<number> {
   return 0;
 }
 
+async function waypoint(args: readonly string[]): Promise<number> {
+  const { flags, errors } = parseFlags(args);
+  const config = configOrUsage('waypoint', errors, parseWaypointConfig(flags, process.env));
+  if (!config) return 2;
+  const logger = createLogger({ level: config.logLevel });
+  let app;
+  try {
+    app = await startWaypoint(config, { logger, env: process.env });
+  } catch (err) {
+    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'waypoint failed to start');
+    return 1;
+  }
+  const running = app;
+  closeOnSignals(logger, () => running.close());
+  await app.stopped;
+  return 0;
+}
+
 const [component, ...rest] = process.argv.slice(2);
 switch (component) {
   case 'ztunnel':
@@ -160,6 +184,9 @@ switch (component) {
     break;
   case 'control-plane':
     process.exitCode = await controlPlane(rest);
+    break;
+  case 'waypoint':
+    process.exitCode = await waypoint(rest);
     break;
   default:
     process.stderr.write(USAGE);

@@ -1,11 +1,15 @@
+import { isIPv6 } from 'node:net';
 import { fail, ok, type Result } from '../core/result.ts';
 import type { LogLevel } from '../core/logger.ts';
 import {
   DEFAULT_ENROLLMENT_CONFIG, DEFAULT_EXCLUDE_NAMESPACES, DEFAULT_SYSTEM_NAMESPACE, parseEnablementSelectors,
   type EnrollmentConfig,
 } from './enrollment.ts';
-import { DEFAULT_INPOD_RULES_CONFIG, inpodRulesConfig, type InpodRulesConfig } from './inpod-rules.ts';
-import { DEFAULT_PLUGIN_SOCKET } from './plugin-server.ts';
+import type { NetnsSelector } from './apply-rules.ts';
+import {
+  DEFAULT_HOST_PROBE_SNAT_CONFIG, DEFAULT_INPOD_RULES_CONFIG, inpodRulesConfig, type HostProbeSnatConfig, type InpodRulesConfig,
+} from './inpod-rules.ts';
+import { DEFAULT_CNI_AGENT_RUN_DIR } from './installer.ts';
 
 /**
  * The one config object of `ambientd cni-agent` (reference istio-ambient.md §1.13: env = the flag upper-cased with
@@ -14,7 +18,12 @@ import { DEFAULT_PLUGIN_SOCKET } from './plugin-server.ts';
  *
  * Decisions beyond the reference: `PLUGIN_SOCKET` (flag `plugin-socket`), `PROC_ROOT` (flag `proc-root`) and
  * `LOG_LEVEL` are ours (Istio derives the socket from `CNI_AGENT_RUN_DIR` and reads `/host/proc`); `KUBECONFIG`
- * unset means the in-cluster service account.
+ * unset means the in-cluster service account. The installer's variables: `INSTALL_CNI` (ours, default true),
+ * `CNI_PLUGIN_BINARY` (ours: the shim in our image), `CNI_BIN_DIR` and `MOUNTED_CNI_NET_DIR` (the host dirs as
+ * mounted, istio-cni's defaults), `CNI_CONF_NAME`. The host network namespace for the probe SNAT: `HOST_NETNS`
+ * (ours, a netns path), else `ALLOW_SWITCH_TO_HOST_NS=true` means `<PROC_ROOT>/1/ns/net` as in istio-cni, else
+ * the agent's own namespace. `READINESS_PORT` (ours) serves istio-cni's `/healthz` and `/readyz` (8000);
+ * `DAEMONSET_NAME` (ours) is the DaemonSet whose presence at shutdown means "upgrade, leave things in place".
  */
 
 export interface CniAgentConfig {
@@ -34,6 +43,37 @@ export interface CniAgentConfig {
   readonly procRoot: string;
   /** `LOG_LEVEL` (ours): `info`. */
   readonly logLevel: LogLevel;
+  /** `CNI_AGENT_RUN_DIR`: written into the plugin entry; the shim finds `<dir>/pluginevent.sock`. */
+  readonly cniAgentRunDir: string;
+  /** The plugin installer, or undefined when `INSTALL_CNI=false`. */
+  readonly install: CniInstallConfig | undefined;
+  /** Where the host-side probe SNAT rules and ipsets go (§1.9). */
+  readonly hostNetns: NetnsSelector;
+  /** `HOST_PROBE_SNAT_IP`, `HOST_PROBE_SNAT_IPV6`. */
+  readonly hostProbe: HostProbeSnatConfig;
+  /** `AMBIENT_RECONCILE_POD_RULES_ON_STARTUP`: re-apply the in-pod rules of snapshotted pods at start. */
+  readonly reconcileOnStartup: boolean;
+  /** `MONITORING_PORT`: Prometheus metrics (15014). */
+  readonly monitoringPort: number;
+  /** `READINESS_PORT` (ours): `/healthz` and `/readyz` (8000). */
+  readonly readinessPort: number;
+  /** `POD_NAMESPACE`: where the agent's DaemonSet lives (`istio-system`). */
+  readonly podNamespace: string;
+  /** `DAEMONSET_NAME` (ours): `ambient-node`. */
+  readonly daemonSetName: string;
+  /** `AMBIENT_DISABLE_SAFE_UPGRADE`: always clean up fully at shutdown. */
+  readonly disableSafeUpgrade: boolean;
+}
+
+export interface CniInstallConfig {
+  /** `CNI_PLUGIN_BINARY` (ours): the shim to copy, `/opt/cni/bin/ambient-cni` in our image. */
+  readonly binSource: string;
+  /** `CNI_BIN_DIR`: the node's CNI bin dir as mounted, `/host/opt/cni/bin`. */
+  readonly binDir: string;
+  /** `MOUNTED_CNI_NET_DIR`: the node's CNI conf dir as mounted, `/host/etc/cni/net.d`. */
+  readonly confDir: string;
+  /** `CNI_CONF_NAME`: chain into this file only. */
+  readonly confName: string | undefined;
 }
 
 export const CniAgentEnv = {
@@ -48,6 +88,22 @@ export const CniAgentEnv = {
   ipv6: 'AMBIENT_IPV6',
   procRoot: 'PROC_ROOT',
   logLevel: 'LOG_LEVEL',
+  cniAgentRunDir: 'CNI_AGENT_RUN_DIR',
+  installCni: 'INSTALL_CNI',
+  pluginBinary: 'CNI_PLUGIN_BINARY',
+  cniBinDir: 'CNI_BIN_DIR',
+  cniNetDir: 'MOUNTED_CNI_NET_DIR',
+  cniConfName: 'CNI_CONF_NAME',
+  hostNetns: 'HOST_NETNS',
+  allowSwitchToHostNs: 'ALLOW_SWITCH_TO_HOST_NS',
+  probeSnatIp: 'HOST_PROBE_SNAT_IP',
+  probeSnatIpv6: 'HOST_PROBE_SNAT_IPV6',
+  reconcileOnStartup: 'AMBIENT_RECONCILE_POD_RULES_ON_STARTUP',
+  monitoringPort: 'MONITORING_PORT',
+  readinessPort: 'READINESS_PORT',
+  podNamespace: 'POD_NAMESPACE',
+  daemonSetName: 'DAEMONSET_NAME',
+  disableSafeUpgrade: 'AMBIENT_DISABLE_SAFE_UPGRADE',
 } as const;
 
 /** Flags and the variable each overrides. */
@@ -63,10 +119,26 @@ export const CNI_AGENT_FLAGS: Readonly<Record<string, string>> = Object.freeze({
   'ambient-ipv6': CniAgentEnv.ipv6,
   'proc-root': CniAgentEnv.procRoot,
   'log-level': CniAgentEnv.logLevel,
+  'cni-agent-run-dir': CniAgentEnv.cniAgentRunDir,
+  'install-cni': CniAgentEnv.installCni,
+  'cni-plugin-binary': CniAgentEnv.pluginBinary,
+  'cni-bin-dir': CniAgentEnv.cniBinDir,
+  'mounted-cni-net-dir': CniAgentEnv.cniNetDir,
+  'cni-conf-name': CniAgentEnv.cniConfName,
+  'host-netns': CniAgentEnv.hostNetns,
+  'monitoring-port': CniAgentEnv.monitoringPort,
+  'readiness-port': CniAgentEnv.readinessPort,
 });
 
 export const DEFAULT_ZTUNNEL_SOCKET = '/var/run/ztunnel/ztunnel.sock';
 export const DEFAULT_PROC_ROOT = '/proc';
+export const DEFAULT_PLUGIN_BINARY = '/opt/cni/bin/ambient-cni';
+export const DEFAULT_CNI_BIN_DIR = '/host/opt/cni/bin';
+export const DEFAULT_CNI_NET_DIR = '/host/etc/cni/net.d';
+export const DEFAULT_MONITORING_PORT = 15014;
+export const DEFAULT_READINESS_PORT = 8000;
+export const DEFAULT_DAEMONSET_NAME = 'ambient-node';
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 export function parseCniAgentConfig(flags: Readonly<Record<string, string>>, env: Readonly<Record<string, string | undefined>>): Result<CniAgentConfig> {
@@ -97,8 +169,17 @@ export function parseCniAgentConfig(flags: Readonly<Record<string, string>>, env
   if (nodeName === '') errors.push(`${nodeKey}: required (the node this agent runs on)`);
   else if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(nodeName)) errors.push(`${nodeKey}: "${nodeName}" is not a valid node name`);
 
+  const port = (name: string, fallback: number): number => {
+    const [key, text] = pick(name);
+    if (text === undefined) return fallback;
+    const n = Number(text);
+    if (!/^\d+$/.test(text) || n > 65535) errors.push(`${key}: "${text}" must be a port number (0-65535)`);
+    return Number.isInteger(n) ? n : fallback;
+  };
+
   const [, kubeconfig] = pick(CniAgentEnv.kubeconfig);
-  const pluginSocket = path(CniAgentEnv.pluginSocket, DEFAULT_PLUGIN_SOCKET);
+  const cniAgentRunDir = path(CniAgentEnv.cniAgentRunDir, DEFAULT_CNI_AGENT_RUN_DIR).replace(/(.)\/+$/, '$1');
+  const pluginSocket = path(CniAgentEnv.pluginSocket, `${cniAgentRunDir}/pluginevent.sock`);
   const ztunnelSocket = path(CniAgentEnv.ztunnelSocket, DEFAULT_ZTUNNEL_SOCKET);
   const procRoot = path(CniAgentEnv.procRoot, DEFAULT_PROC_ROOT);
 
@@ -120,6 +201,32 @@ export function parseCniAgentConfig(flags: Readonly<Record<string, string>>, env
     ipv6: bool(CniAgentEnv.ipv6, DEFAULT_INPOD_RULES_CONFIG.ipv6),
   });
 
+  const install: CniInstallConfig | undefined = bool(CniAgentEnv.installCni, true)
+    ? Object.freeze({
+      binSource: path(CniAgentEnv.pluginBinary, DEFAULT_PLUGIN_BINARY),
+      binDir: path(CniAgentEnv.cniBinDir, DEFAULT_CNI_BIN_DIR),
+      confDir: path(CniAgentEnv.cniNetDir, DEFAULT_CNI_NET_DIR),
+      confName: pick(CniAgentEnv.cniConfName)[1],
+    })
+    : undefined;
+
+  const [, hostNetnsText] = pick(CniAgentEnv.hostNetns);
+  const hostNetns: NetnsSelector = hostNetnsText !== undefined
+    ? { kind: 'path', path: path(CniAgentEnv.hostNetns, '') }
+    : bool(CniAgentEnv.allowSwitchToHostNs, false)
+      ? { kind: 'path', path: `${procRoot.replace(/\/+$/, '')}/1/ns/net` }
+      : { kind: 'self' };
+  const [snatKey, snatIpv4 = DEFAULT_HOST_PROBE_SNAT_CONFIG.snatIpv4] = pick(CniAgentEnv.probeSnatIp);
+  if (!IPV4.test(snatIpv4)) errors.push(`${snatKey}: "${snatIpv4}" is not an IPv4 address`);
+  const [snat6Key, snatIpv6 = DEFAULT_HOST_PROBE_SNAT_CONFIG.snatIpv6] = pick(CniAgentEnv.probeSnatIpv6);
+  if (!isIPv6(snatIpv6)) errors.push(`${snat6Key}: "${snatIpv6}" is not an IPv6 address`);
+  const reconcileOnStartup = bool(CniAgentEnv.reconcileOnStartup, true);
+  const monitoringPort = port(CniAgentEnv.monitoringPort, DEFAULT_MONITORING_PORT);
+  const readinessPort = port(CniAgentEnv.readinessPort, DEFAULT_READINESS_PORT);
+  const [, podNamespace = systemNamespace] = pick(CniAgentEnv.podNamespace);
+  const [, daemonSetName = DEFAULT_DAEMONSET_NAME] = pick(CniAgentEnv.daemonSetName);
+  const disableSafeUpgrade = bool(CniAgentEnv.disableSafeUpgrade, false);
+
   const [levelKey, levelText = 'info'] = pick(CniAgentEnv.logLevel);
   const logLevel = LOG_LEVELS.find((l) => l === levelText);
   if (logLevel === undefined) errors.push(`${levelKey}: "${levelText}" must be one of ${LOG_LEVELS.join(', ')}`);
@@ -134,5 +241,15 @@ export function parseCniAgentConfig(flags: Readonly<Record<string, string>>, env
     rules,
     procRoot,
     logLevel: logLevel ?? 'info',
+    cniAgentRunDir,
+    install,
+    hostNetns: Object.freeze(hostNetns),
+    hostProbe: Object.freeze({ ...DEFAULT_HOST_PROBE_SNAT_CONFIG, snatIpv4, snatIpv6 }),
+    reconcileOnStartup,
+    monitoringPort,
+    readinessPort,
+    podNamespace,
+    daemonSetName,
+    disableSafeUpgrade,
   }));
 }

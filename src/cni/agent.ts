@@ -3,14 +3,19 @@ import { ErrorCode } from '../core/error-codes.ts';
 import { errorCode, errorMessage, MeshError } from '../core/errors.ts';
 import { onceClose } from '../core/lifecycle.ts';
 import type { Logger } from '../core/logger.ts';
+import { TokenBucket } from '../core/token-bucket.ts';
 import { closeFd, openNetns } from '../sys/netns.ts';
 import { startInformer, type Informer } from '../workload-api/kube/index.ts';
 import type { CniAgentConfig } from './agent-config.ts';
-import { applyInpodRules, removeInpodRules, type NetnsSelector } from './apply-rules.ts';
+import { createCniAgentMetrics, startAgentMonitoring, type AgentMonitoring } from './agent-monitoring.ts';
+import {
+  addProbeIps, applyInpodRules, describeNetns, installHostProbe, removeHostProbe, removeInpodRules, removeProbeIps, type NetnsSelector,
+} from './apply-rules.ts';
 import {
   AddOutcome, isAmbientPod, isPodTerminal, namespaceChangeMatters, nextRedirection, Redirection, REDIRECTION_ANNOTATION,
   redirectionPatch, ZTUNNEL_APP_LABEL, ZTUNNEL_APP_VALUE, type NamespaceView, type PodView, type RedirectionValue,
 } from './enrollment.ts';
+import { installPlugin, pluginEntry, type CniInstallHandle, type EnablementSelectorJson } from './installer.ts';
 import { discoverPodNetns } from './netns-discovery.ts';
 import type { CmdAddEvent, PodLookup } from './plugin.ts';
 import { startPluginServer, type PluginServerHandle } from './plugin-server.ts';
@@ -30,8 +35,22 @@ import { startZdsServer, type ZdsServer, type ZdsTimeouts } from './zds-server.t
  *   retried with a 5 ms → 5 s doubling delay per pod, without Istio's overall 10 qps rate limiter.
  * - "Is it enrolled?" uses the value this agent last wrote when it has one, else the annotation, so our own patch
  *   lagging in the informer cache does not trigger a second Add.
- * - Not done here: the host probe ipset (§1.9), the reconcile of in-pod rules on startup (§1.7), the
- *   upgrade/uninstall cleanup at shutdown, metrics.
+ * - The plugin installer runs inside the agent (istio-cni's install-cni does both in one process); `/readyz`
+ *   waits for it and for the agent.
+ * - The host probe rules and ipsets (§1.9) are deleted and re-created at start (10 tries, 2 s apart, then the
+ *   start fails), re-synced from the snapshot, and kept per pod: IPs added after the ZDS ack, re-asserted when
+ *   an enrolled pod's IPs change, removed first on RemovePodFromMesh, only where the entry's comment is the
+ *   pod uid.
+ * - Startup reconcile of in-pod rules (§1.7, `AMBIENT_RECONCILE_POD_RULES_ON_STARTUP`): every snapshotted pod
+ *   whose netns was found gets `applyInpodRules`, which already replaces stale rules in one atomic
+ *   iptables-restore transaction per table, so istio-cni's temporary DROP guardrails are not needed.
+ * - The work queue takes Istio's overall limit (10 qps, burst 100) on top of the per-pod backoff; CNI ADDs
+ *   from the plugin are not limited (the runtime is waiting on them).
+ * - Shutdown (§1.10): when our DaemonSet still exists and is not being deleted it is an upgrade or a restart,
+ *   and the plugin config, binary, host rules and ipsets stay; otherwise (or with
+ *   `AMBIENT_DISABLE_SAFE_UPGRADE`) they are removed. Istio's extra node-affinity check is not made. When the
+ *   API server cannot be asked, the agent leaves everything in place (the safe side: new pods stall rather
+ *   than run uncaptured).
  */
 
 export interface CniAgentOptions {
@@ -39,6 +58,8 @@ export interface CniAgentOptions {
   /** The API client config; default from `config.kubeconfig` (or the in-cluster service account). */
   readonly kubeConfig?: KubeConfig;
   readonly zdsTimeouts?: Partial<ZdsTimeouts>;
+  /** Tries and delay for installing the host probe rules at start (default 10 × 2 s). */
+  readonly hostRuleAttempts?: { readonly count: number; readonly delayMs: number };
 }
 
 export interface CniAgentPodDump {
@@ -54,9 +75,26 @@ export interface CniAgentPodDump {
 export interface CniAgent {
   /** Resolves once the snapshot is registered and the ZDS socket is open; rejects if startup fails. */
   readonly ready: Promise<void>;
+  /** The bound metrics (15014) and readiness (8000) ports. */
+  readonly ports: { readonly metrics: number; readonly readiness: number };
+  /** The installer, when `INSTALL_CNI` is on. */
+  readonly installer: CniInstallHandle | undefined;
   /** The pods the agent tracks as enrolled or pending. */
   pods(): CniAgentPodDump[];
+  /** Stops; then, unless this is an upgrade (see shutdownCleanup), uninstalls the plugin and the host rules. */
   close(): Promise<void>;
+}
+
+export type ShutdownCleanup = 'leave' | 'uninstall';
+
+/**
+ * What to do with the node's plugin config, binary and host rules at shutdown (§1.10): our DaemonSet still
+ * there and not being deleted means an upgrade or a restart (leave them, so new pods wait for the next agent
+ * instead of starting uncaptured); gone means uninstall. `unknown` (the API server could not say) leaves them.
+ */
+export function shutdownCleanup(daemonSet: 'present' | 'deleting' | 'absent' | 'unknown', disableSafeUpgrade: boolean): ShutdownCleanup {
+  if (disableSafeUpgrade) return 'uninstall';
+  return daemonSet === 'absent' || daemonSet === 'deleting' ? 'uninstall' : 'leave';
 }
 
 export class CniAgentError extends MeshError {
@@ -73,6 +111,10 @@ const LOOKUP_ATTEMPTS = 10;
 const LOOKUP_DELAY_MS = 10;
 const RETRY_INITIAL_MS = 5;
 const RETRY_MAX_MS = 5000;
+const QUEUE_QPS = 10;
+const QUEUE_BURST = 100;
+const HOST_RULE_ATTEMPTS = { count: 10, delayMs: 2000 };
+const DAEMONSET_LOOKUP_TIMEOUT_MS = 3000;
 
 interface PodState {
   readonly uid: string;
@@ -108,9 +150,6 @@ function annotationOf(pod: V1Pod): string | undefined {
   return pod.metadata?.annotations?.[REDIRECTION_ANNOTATION];
 }
 
-function describeSelector(netns: NetnsSelector): string {
-  return netns.kind === 'path' ? netns.path : netns.name;
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
@@ -123,6 +162,9 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
   let closed = false;
   let started = false;
   let zds: ZdsServer | undefined;
+  const metrics = createCniAgentMetrics();
+  const bucket = new TokenBucket(QUEUE_QPS, QUEUE_BURST);
+  const hostRules = { attempts: options.hostRuleAttempts ?? HOST_RULE_ATTEMPTS };
 
   const pods: Informer<V1Pod> = startInformer<V1Pod>({
     kubeConfig: kc, path: '/api/v1/pods', fieldSelector: `spec.nodeName=${config.nodeName}`, logger: log.child({ informer: 'pods' }),
@@ -136,23 +178,30 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
 
   // ---- the annotation ----
 
+  /** One API request with the kubeconfig's server and credentials; resolves with the status and body text. */
+  const kubeRequest = async (method: HttpMethod, path: string, body?: { readonly contentType: string; readonly json: unknown }): Promise<{ status: number; text: string }> => {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('the kubeconfig has no current cluster');
+    const ctx = new RequestContext(`${cluster.server.replace(/\/+$/, '')}${path}`, method);
+    await kc.applySecurityAuthentication(ctx);
+    ctx.setHeaderParam('Accept', 'application/json');
+    if (body !== undefined) {
+      ctx.setHeaderParam('Content-Type', body.contentType);
+      ctx.setBody(JSON.stringify(body.json));
+    }
+    const response = await new IsomorphicFetchHttpLibrary().send(ctx).toPromise();
+    return { status: response.httpStatusCode, text: await response.body.text() };
+  };
+
   const patchRedirection = async (pod: V1Pod, value: RedirectionValue | null): Promise<void> => {
     const ns = pod.metadata?.namespace ?? '';
     const name = pod.metadata?.name ?? '';
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new CniAgentError(ErrorCode.CNI_POD_ANNOTATE_FAILED, 'the kubeconfig has no current cluster', false);
-    const url = `${cluster.server.replace(/\/+$/, '')}/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}/status`;
-    const ctx = new RequestContext(url, HttpMethod.PATCH);
-    await kc.applySecurityAuthentication(ctx);
-    ctx.setHeaderParam('Content-Type', 'application/merge-patch+json');
-    ctx.setHeaderParam('Accept', 'application/json');
-    ctx.setBody(JSON.stringify(redirectionPatch(value)));
     let status: number;
     let text: string;
     try {
-      const response = await new IsomorphicFetchHttpLibrary().send(ctx).toPromise();
-      status = response.httpStatusCode;
-      text = await response.body.text();
+      ({ status, text } = await kubeRequest(HttpMethod.PATCH, `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}/status`, {
+        contentType: 'application/merge-patch+json', json: redirectionPatch(value),
+      }));
     } catch (err) {
       throw new CniAgentError(ErrorCode.CNI_POD_ANNOTATE_FAILED, `patching ${ns}/${name} status failed: ${errorMessage(err)}`, true, err);
     }
@@ -168,10 +217,10 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
     const known = path !== undefined ? { kind: 'path', path } as const : states.get(uid)?.netns;
     if (known !== undefined) {
       try {
-        return { fd: openNetns(describeSelector(known)), selector: known };
+        return { fd: openNetns(describeNetns(known)), selector: known };
       } catch (err) {
         if (path !== undefined) throw err;
-        log.debug({ uid, netns: describeSelector(known), err: errorMessage(err) }, 'cached netns is gone; scanning procfs');
+        log.debug({ uid, netns: describeNetns(known), err: errorMessage(err) }, 'cached netns is gone; scanning procfs');
       }
     }
     const found = await discoverPodNetns({ procRoot: config.procRoot, wantedPods: new Map([[uid, ips]]), logger: log });
@@ -219,11 +268,17 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
       if (zds.pods().includes(view.uid)) await zds.removePod(view.uid).catch(() => {});
       throw failure;
     }
+    if (outcome === AddOutcome.Acked) {
+      // §1.6 step 5: the kubelet's probes to this pod get the probe source from now on.
+      await addProbeIps(config.hostNetns, view.uid, ips, config.hostProbe).catch((err: unknown) => {
+        log.warn({ pod: key, code: errorCode(err), err: errorMessage(err) }, 'adding the pod to the host probe set failed; its kubelet probes will be captured');
+      });
+    }
     const next = nextRedirection(current, { enroll: true }, outcome) as RedirectionValue | undefined;
     if (next !== undefined && next !== current) await patchRedirection(pod, next);
     state.redirection = next;
     if (failure !== undefined) throw failure;
-    log.info({ pod: key, uid: view.uid, netns: describeSelector(state.netns!) }, 'pod added to the mesh');
+    log.info({ pod: key, uid: view.uid, netns: describeNetns(state.netns!) }, 'pod added to the mesh');
   };
 
   const removePodFromMesh = async (pod: V1Pod, isDelete: boolean): Promise<void> => {
@@ -231,6 +286,9 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
     const key = `${view.namespace}/${view.name}`;
     const state = states.get(view.uid);
     states.delete(view.uid);
+    await removeProbeIps(config.hostNetns, view.uid, config.hostProbe).catch((err: unknown) => {
+      log.warn({ pod: key, code: errorCode(err), err: errorMessage(err) }, 'removing the pod from the host probe set failed');
+    });
     if (!isDelete) {
       let selector = state?.netns;
       let fd: number | undefined;
@@ -276,7 +334,7 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
     const delay = Math.min(RETRY_MAX_MS, RETRY_INITIAL_MS * 2 ** r.attempt++);
     r.timer = setTimeout(() => {
       r.timer = undefined;
-      requeue(namespace, name, undefined);
+      requeue(namespace, name, undefined, 'retry');
     }, delay).unref();
     retries.set(uid, r);
   };
@@ -292,19 +350,31 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
     if (captured && isPodTerminal(view)) return removePodFromMesh(old ?? pod, true);
     const should = isAmbientPod(view, namespaceView(namespaces.get(undefined, namespace), namespace), config.enrollment).enroll && !isPodTerminal(view);
     const changeNeeded = (current === Redirection.Enabled) !== should || current === Redirection.Pending;
-    if (!changeNeeded) return;
+    if (!changeNeeded) {
+      // §1.9: an enrolled pod whose IPs changed gets its probe-set entries re-asserted.
+      if (should && old !== undefined && podIps(old).join(',') !== podIps(pod).join(',') && podIps(pod).length > 0) {
+        await removeProbeIps(config.hostNetns, view.uid, config.hostProbe);
+        await addProbeIps(config.hostNetns, view.uid, podIps(pod), config.hostProbe);
+      }
+      return;
+    }
     if (!should) return removePodFromMesh(pod, false);
     const ips = podIps(pod);
     if (ips.length === 0) return;
     return addPodToMesh(pod, ips, undefined);
   };
 
-  const requeue = (namespace: string, name: string, old: V1Pod | undefined): void => {
+  const requeue = (namespace: string, name: string, old: V1Pod | undefined, type: 'update' | 'retry' = 'update'): void => {
     if (!started || closed) return;
     const pod = pods.get(namespace, name);
     const uid = pod?.metadata?.uid ?? old?.metadata?.uid;
     if (uid === undefined) return;
-    enqueue(uid, () => reconcile(namespace, name, old)).then(
+    const wait = bucket.take();
+    enqueue(uid, async () => {
+      if (wait > 0) await sleep(wait);
+      metrics.reconcileEvents.inc({ type });
+      return reconcile(namespace, name, old);
+    }).then(
       () => retries.delete(uid),
       (err: unknown) => {
         const retryable = !(err instanceof CniAgentError) || err.retryable;
@@ -330,6 +400,7 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
     const r = retries.get(view.uid);
     if (r?.timer !== undefined) clearTimeout(r.timer);
     retries.delete(view.uid);
+    metrics.reconcileEvents.inc({ type: 'delete' });
     enqueue(view.uid, () => removePodFromMesh(pod, true)).catch((err: unknown) => {
       log.warn({ pod: `${view.namespace}/${view.name}`, code: errorCode(err), err: errorMessage(err) }, 'removing a deleted pod failed');
     });
@@ -368,8 +439,49 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
     const ips = event.IPs.map((ip) => ip.Address.IP);
     await enqueue(uid, () => addPodToMesh(pod, ips, event.Netns));
   };
+  const countedPluginAdd = async (event: CmdAddEvent): Promise<void> => {
+    try {
+      await pluginAdd(event);
+      metrics.pluginRequests.inc({ response_code: '200' });
+    } catch (err) {
+      metrics.pluginRequests.inc({ response_code: '500' });
+      throw err;
+    }
+  };
 
   let plugin: PluginServerHandle | undefined;
+  let monitoring: AgentMonitoring | undefined;
+  let hostRulesInstalled = false;
+  const installer: CniInstallHandle | undefined = config.install === undefined ? undefined : installPlugin({
+    binSource: config.install.binSource,
+    cniBinDir: config.install.binDir,
+    cniConfDir: config.install.confDir,
+    ...(config.install.confName !== undefined && { confName: config.install.confName }),
+    entry: pluginEntry({
+      cniAgentRunDir: config.cniAgentRunDir,
+      enablementSelectors: config.enrollment.enablementSelectors as readonly EnablementSelectorJson[],
+      excludeNamespaces: config.enrollment.excludeNamespaces,
+      podNamespace: config.enrollment.systemNamespace,
+    }),
+    logger: log,
+  });
+  installer?.installed.catch(() => {});
+
+  /** Whether our DaemonSet is still there (§1.10 upgrade detection). */
+  const daemonSetState = async (): Promise<'present' | 'deleting' | 'absent' | 'unknown'> => {
+    const path = `/apis/apps/v1/namespaces/${encodeURIComponent(config.podNamespace)}/daemonsets/${encodeURIComponent(config.daemonSetName)}`;
+    try {
+      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timed out')), DAEMONSET_LOOKUP_TIMEOUT_MS).unref());
+      const { status, text } = await Promise.race([kubeRequest(HttpMethod.GET, path), timeout]);
+      if (status === 404) return 'absent';
+      if (status !== 200) return 'unknown';
+      const ds = JSON.parse(text) as { metadata?: { deletionTimestamp?: string } };
+      return ds.metadata?.deletionTimestamp ? 'deleting' : 'present';
+    } catch (err) {
+      log.warn({ code: ErrorCode.CNI_CLEANUP_FAILED, err: errorMessage(err) }, 'cannot tell an upgrade from an uninstall; leaving the node as it is');
+      return 'unknown';
+    }
+  };
 
   const close = onceClose(async () => {
     closed = true;
@@ -377,18 +489,52 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
     retries.clear();
     if (!readyResolved) resolveReady();
     await plugin?.close();
+    const cleanup = shutdownCleanup(await daemonSetState(), config.disableSafeUpgrade);
     await Promise.allSettled([pods.close(), namespaces.close()]);
     await Promise.allSettled([...queues.values()]);
     await zds?.close();
-    log.info('cni agent stopped');
+    if (cleanup === 'uninstall') {
+      await installer?.uninstall().catch((err: unknown) => log.warn({ code: errorCode(err), err: errorMessage(err) }, 'removing the CNI plugin failed'));
+      if (hostRulesInstalled) {
+        await removeHostProbe(config.hostNetns, config.hostProbe).catch((err: unknown) => {
+          log.warn({ code: errorCode(err), err: errorMessage(err) }, 'removing the host probe rules failed');
+        });
+      }
+    } else {
+      await installer?.close();
+    }
+    await monitoring?.close();
+    log.info({ cleanup }, 'cni agent stopped');
   });
 
+  const pending = (): string[] => [
+    ...(installer !== undefined && !installer.isInstalled() ? ['cni plugin installed'] : []),
+    ...(started ? [] : ['node agent']),
+  ];
   try {
-    plugin = await startPluginServer({ socketPath: config.pluginSocket, deps: { lookupPod, addPodToMesh: pluginAdd }, logger: log });
+    monitoring = await startAgentMonitoring({
+      metrics, pending, monitoringPort: config.monitoringPort, readinessPort: config.readinessPort, logger: log,
+    });
+    plugin = await startPluginServer({ socketPath: config.pluginSocket, deps: { lookupPod, addPodToMesh: countedPluginAdd }, logger: log });
   } catch (err) {
     await close();
     throw err;
   }
+
+  /** §1.9: the host probe rules and sets, deleted then created, with retries (the host may be busy at boot). */
+  const setUpHostRules = async (): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await installHostProbe(config.hostNetns, config.rules.ipv6, config.hostProbe);
+        hostRulesInstalled = true;
+        return;
+      } catch (err) {
+        log.warn({ code: errorCode(err), err: errorMessage(err), attempt }, 'installing the host probe rules failed');
+        if (attempt >= hostRules.attempts.count || closed) throw err;
+        await sleep(hostRules.attempts.delayMs);
+      }
+    }
+  };
 
   const startup = async (): Promise<void> => {
     await Promise.all([pods.synced, namespaces.synced]);
@@ -399,17 +545,40 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
       return annotationOf(p) === Redirection.Enabled && !isPodTerminal(view) && view.uid !== ''
         && !(view.namespace === config.enrollment.systemNamespace && view.labels?.[ZTUNNEL_APP_LABEL] === ZTUNNEL_APP_VALUE);
     });
+    await setUpHostRules();
+    for (const p of snapshot) {
+      const ips = podIps(p);
+      if (ips.length > 0) {
+        await addProbeIps(config.hostNetns, p.metadata?.uid ?? '', ips, config.hostProbe).catch((err: unknown) => {
+          log.warn({ pod: `${p.metadata?.namespace}/${p.metadata?.name}`, code: errorCode(err), err: errorMessage(err) }, 'restoring a pod in the host probe set failed');
+        });
+      }
+    }
     const wanted = new Map(snapshot.map((p) => [p.metadata?.uid ?? '', podIps(p)] as const));
     const found = wanted.size === 0 ? new Map() : await discoverPodNetns({ procRoot: config.procRoot, wantedPods: wanted, logger: log }).catch((err: unknown) => {
       log.warn({ err: errorMessage(err) }, 'scanning procfs for pod netns failed; the snapshot sends Keep only');
       return new Map();
     });
+    if (config.reconcileOnStartup) {
+      // §1.7 reconcile, before the ZDS socket opens: whatever an older agent left, the current rules replace it
+      // atomically. (Nothing may be awaited between opening the socket and registering the snapshot below, or a
+      // ztunnel connecting meanwhile would get an empty snapshot and drop the pods.)
+      for (const p of snapshot) {
+        const hit = found.get(p.metadata?.uid ?? '');
+        if (hit === undefined) continue;
+        await applyInpodRules({ kind: 'path', path: `${config.procRoot.replace(/\/+$/, '')}/${hit.pid}/ns/net` }, config.rules).catch((err: unknown) => {
+          log.warn({ pod: `${p.metadata?.namespace}/${p.metadata?.name}`, code: errorCode(err), err: errorMessage(err) }, 'reconciling the in-pod rules failed');
+        });
+      }
+    }
     const server = await startZdsServer({ path: config.ztunnelSocket, logger: log.child({ zds: true }), ...(options.zdsTimeouts && { timeouts: options.zdsTimeouts }) });
     if (closed) {
       await server.close();
       throw new CniAgentError(ErrorCode.CNI_AGENT_START_FAILED, 'closed during startup', false);
     }
     zds = server;
+    server.events.on('connected', (count) => metrics.ztunnelConnected.set({}, count));
+    server.events.on('disconnected', (count) => metrics.ztunnelConnected.set({}, count));
     for (const p of snapshot) {
       const view = podView(p);
       const hit = found.get(view.uid);
@@ -438,8 +607,10 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
 
   return {
     ready,
+    ports: monitoring!.ports,
+    installer,
     pods: () => [...states.values()].map((s) => ({
-      uid: s.uid, namespace: s.namespace, name: s.name, netns: s.netns === undefined ? undefined : describeSelector(s.netns), redirection: s.redirection,
+      uid: s.uid, namespace: s.namespace, name: s.name, netns: s.netns === undefined ? undefined : describeNetns(s.netns), redirection: s.redirection,
     })),
     close,
   };

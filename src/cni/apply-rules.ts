@@ -15,13 +15,19 @@
 import { execFile } from 'node:child_process';
 import { ErrorCode, MeshError } from '../core/index.ts';
 import {
+  DEFAULT_HOST_PROBE_SNAT_CONFIG,
   DEFAULT_INPOD_RULES_CONFIG,
+  ipsetName,
+  parseIpsetSave,
+  renderHostProbeSnat,
+  renderHostProbeSnatRemoval,
   parseInpodPresence,
   renderInpodRemoval,
   renderInpodRules,
   renderPolicyRouting,
   restoreCommand,
   saveCommand,
+  type HostProbeSnatConfig,
   type InpodRulesConfig,
   type IpFamily,
   type PolicyRouting,
@@ -34,7 +40,9 @@ import {
  */
 export type NetnsSelector =
   | { readonly kind: 'name'; readonly name: string }
-  | { readonly kind: 'path'; readonly path: string };
+  | { readonly kind: 'path'; readonly path: string }
+  /** The agent's own namespace: commands run as they are (the host's, when the agent runs with hostNetwork). */
+  | { readonly kind: 'self' };
 
 export interface RulesOptions {
   /** Each command is killed after this long (default 30 s). */
@@ -49,22 +57,24 @@ const NETNS_PATH = /^\/[^\0\r\n]{0,4095}$/;
 function validSelector(netns: NetnsSelector): boolean {
   if (netns.kind === 'name') return NETNS_NAME.test(netns.name);
   if (netns.kind === 'path') return NETNS_PATH.test(netns.path) && !netns.path.split('/').includes('..');
-  return false;
+  return netns.kind === 'self';
 }
 
 /** How the selector reads in messages: the name or the path. */
-function describeNetns(netns: NetnsSelector): string {
+export function describeNetns(netns: NetnsSelector): string {
+  if (netns.kind === 'self') return '(own)';
   return netns.kind === 'path' ? String(netns.path) : String(netns.name);
 }
 
 /** The program and the arguments that run `command args` inside `netns`. */
 function enterCommand(netns: NetnsSelector, command: string, args: readonly string[]): [string, string[]] {
+  if (netns.kind === 'self') return [command, [...args]];
   return netns.kind === 'path'
     ? ['nsenter', [`--net=${netns.path}`, '--', command, ...args]]
     : ['ip', ['netns', 'exec', netns.name, command, ...args]];
 }
 
-type RulesErrorCode = typeof ErrorCode.CNI_RULES_APPLY_FAILED | typeof ErrorCode.CNI_RULES_REMOVE_FAILED;
+type RulesErrorCode = typeof ErrorCode.CNI_RULES_APPLY_FAILED | typeof ErrorCode.CNI_RULES_REMOVE_FAILED | typeof ErrorCode.CNI_HOST_RULES_FAILED;
 
 /** A failure to install or remove the in-pod rules; `command` is what failed, `stderr` what it said. */
 export class InpodRulesError extends MeshError {
@@ -73,8 +83,9 @@ export class InpodRulesError extends MeshError {
   readonly stderr: string;
 
   constructor(code: RulesErrorCode, netns: string, command: string, stderr: string, options?: { cause?: unknown }) {
-    const verb = code === ErrorCode.CNI_RULES_APPLY_FAILED ? 'apply' : 'remove';
-    super(code, `cannot ${verb} in-pod redirection rules in netns "${netns}": ${command} failed${stderr ? `: ${stderr}` : ''}`, options);
+    const what = code === ErrorCode.CNI_RULES_APPLY_FAILED ? 'apply in-pod redirection rules'
+      : code === ErrorCode.CNI_RULES_REMOVE_FAILED ? 'remove in-pod redirection rules' : 'program the host probe rules';
+    super(code, `cannot ${what} in netns "${netns}": ${command} failed${stderr ? `: ${stderr}` : ''}`, options);
     this.netns = netns;
     this.command = command;
     this.stderr = stderr;
@@ -213,4 +224,92 @@ export async function removeInpodRules(
     if (state.route && delRoute) await runner.run('ip', delRoute);
     if (state.rule && delRule) await runner.run('ip', delRule);
   }
+}
+
+// ---- the host side (§1.9): probe SNAT rules and the ipsets of captured pod IPs ----
+
+/** Which address families the host probe rules and sets cover. */
+function hostFamilies(ipv6: boolean): IpFamily[] {
+  return ipv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
+}
+
+function familyOf(ip: string): IpFamily {
+  return ip.includes(':') ? 'ipv6' : 'ipv4';
+}
+
+/**
+ * The host probe rules of §1.9 in `netns`, deleted then created (as istio-cni does at startup): the ipsets
+ * are created (or kept) and flushed, then the ISTIO_POSTRT chain and its jump are replaced. Rejects with
+ * `CNI_HOST_RULES_FAILED`.
+ */
+export async function installHostProbe(
+  netns: NetnsSelector, ipv6: boolean, config: HostProbeSnatConfig = DEFAULT_HOST_PROBE_SNAT_CONFIG, options: RulesOptions = {},
+): Promise<void> {
+  const runner = runnerIn(netns, ErrorCode.CNI_HOST_RULES_FAILED, options);
+  for (const family of hostFamilies(ipv6)) {
+    const set = ipsetName(config, family);
+    await runner.run('ipset', ['create', set, 'hash:ip', 'family', family === 'ipv4' ? 'inet' : 'inet6', 'comment', '-exist']);
+    await runner.run('ipset', ['flush', set]);
+    const save = await runner.run(saveCommand(family), ['-t', 'nat']);
+    if (/^:ISTIO_POSTRT /m.test(save)) await runner.run(restoreCommand(family), ['--noflush', '--wait'], renderHostProbeSnatRemoval());
+    await runner.run(restoreCommand(family), ['--noflush', '--wait'], renderHostProbeSnat(config, family));
+  }
+}
+
+/** Removes the host probe rules and destroys the ipsets (uninstall); whatever is already gone is skipped. */
+export async function removeHostProbe(
+  netns: NetnsSelector, config: HostProbeSnatConfig = DEFAULT_HOST_PROBE_SNAT_CONFIG, options: RulesOptions = {},
+): Promise<void> {
+  const runner = runnerIn(netns, ErrorCode.CNI_HOST_RULES_FAILED, options);
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const save = await runner.run(saveCommand(family), ['-t', 'nat']).catch(() => '');
+    if (/^:ISTIO_POSTRT /m.test(save)) await runner.run(restoreCommand(family), ['--noflush', '--wait'], renderHostProbeSnatRemoval());
+    const set = ipsetName(config, family);
+    const present = await runner.run('ipset', ['list', '-n']).catch(() => '');
+    if (present.split('\n').includes(set)) await runner.run('ipset', ['destroy', set]);
+  }
+}
+
+/** Adds (upserts) a captured pod's IPs to the probe sets, each commented with the pod uid. */
+export async function addProbeIps(
+  netns: NetnsSelector, uid: string, ips: readonly string[], config: HostProbeSnatConfig = DEFAULT_HOST_PROBE_SNAT_CONFIG, options: RulesOptions = {},
+): Promise<void> {
+  const runner = runnerIn(netns, ErrorCode.CNI_HOST_RULES_FAILED, options);
+  for (const ip of ips) await runner.run('ipset', ['add', ipsetName(config, familyOf(ip)), ip, 'comment', uid, '-exist']);
+}
+
+/**
+ * Removes the entries of `uid` from the probe sets: only entries whose comment is this uid, so an IP already
+ * reused by another pod keeps that pod's entry.
+ */
+export async function removeProbeIps(
+  netns: NetnsSelector, uid: string, config: HostProbeSnatConfig = DEFAULT_HOST_PROBE_SNAT_CONFIG, options: RulesOptions = {},
+): Promise<void> {
+  const runner = runnerIn(netns, ErrorCode.CNI_HOST_RULES_FAILED, options);
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const set = ipsetName(config, family);
+    let save: string;
+    try {
+      save = await runner.run('ipset', ['save', set]);
+    } catch {
+      continue; // no such set (IPv6 off)
+    }
+    for (const entry of parseIpsetSave(save, set)) {
+      if (entry.comment === uid) await runner.run('ipset', ['del', set, entry.ip, '-exist']);
+    }
+  }
+}
+
+/** The entries of the probe sets, for checks and dumps. */
+export async function listProbeIps(
+  netns: NetnsSelector, config: HostProbeSnatConfig = DEFAULT_HOST_PROBE_SNAT_CONFIG, options: RulesOptions = {},
+): Promise<Array<{ ip: string; comment: string | undefined }>> {
+  const runner = runnerIn(netns, ErrorCode.CNI_HOST_RULES_FAILED, options);
+  const out: Array<{ ip: string; comment: string | undefined }> = [];
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const set = ipsetName(config, family);
+    const save = await runner.run('ipset', ['save', set]).catch(() => '');
+    out.push(...parseIpsetSave(save, set));
+  }
+  return out;
 }

@@ -416,3 +416,22 @@ export function renderHostProbeSnatRemoval(): string {
     },
   ]);
 }
+
+/** The probe ipset of a family. */
+export function ipsetName(config: HostProbeSnatConfig, family: IpFamily): string {
+  return family === 'ipv4' ? config.ipsetIpv4 : config.ipsetIpv6;
+}
+
+/**
+ * The entries of `set` in `ipset save` output: `add <set> <ip> [comment "<text>"]` lines; other lines (the
+ * `create` line, other sets) are skipped.
+ */
+export function parseIpsetSave(save: string, set: string): Array<{ ip: string; comment: string | undefined }> {
+  const out: Array<{ ip: string; comment: string | undefined }> = [];
+  for (const line of save.split('\n')) {
+    const m = /^add (\S+) (\S+)(?: .*?comment "((?:[^"\\]|\\.)*)")?/.exec(line.trim());
+    if (m === null || m[1] !== set || m[2] === undefined) continue;
+    out.push({ ip: m[2], comment: m[3] });
+  }
+  return out;
+}

@@ -48,6 +48,8 @@ export interface ControlPlaneConfig {
   readonly staticTokensFile: string | undefined;
   /** `CA_TRUSTED_NODE_ACCOUNTS` (`<POD_NAMESPACE>/ztunnel`): who may impersonate pods of its node. */
   readonly trustedNodeAccounts: readonly ServiceAccountRef[];
+  /** `AMBIENT_ENABLE_STATUS` (true): write `istio.io/WaypointBound` / `ZtunnelAccepted` conditions (kubernetes mode). */
+  readonly enableStatus: boolean;
   /** `LOG_LEVEL` (`info`). */
   readonly logLevel: LogLevel;
 }
@@ -70,6 +72,7 @@ export const ControlPlaneEnv = {
   servingDns: 'SERVING_DNS',
   staticTokens: 'STATIC_TOKENS_FILE',
   trustedNodeAccounts: 'CA_TRUSTED_NODE_ACCOUNTS',
+  enableStatus: 'AMBIENT_ENABLE_STATUS',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -166,6 +169,7 @@ export function parseControlPlaneConfig(flags: Readonly<Record<string, string>>,
     servingDnsNames: Object.freeze([...new Set([`istiod.${systemNamespace}.svc`, `istiod.${systemNamespace}.svc.${domainSuffix}`, 'localhost', ...extraDns])]),
     staticTokensFile,
     trustedNodeAccounts: Object.freeze(accounts.ok ? accounts.value : []),
+    enableStatus: bool(ControlPlaneEnv.enableStatus, true),
     logLevel: logLevel ?? 'info',
   };
   if (errors.length > 0) return fail(...errors);

@@ -17,6 +17,7 @@ import { startDirSource, type DirSource } from './dir-source.ts';
 import { sendText, startHttp } from './http.ts';
 import type { Pod } from './kube-objects.ts';
 import { startKubeSource, type KubeSource } from './kube-source.ts';
+import { startStatusWriter } from './status-writer.ts';
 import { Translator, type TranslatorExtension } from './translator.ts';
 
 /**
@@ -167,12 +168,12 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
   const close = onceClose(async () => {
     await closeInOrder([
       ...(waypoints ? [waypoints] : []),
+      ...handles,
       ...(source ? [source] : []),
       { close: async () => xds?.close() },
       ...(grpc ? [grpc] : []),
       readinessServer,
       monitoring,
-      ...handles,
     ]);
   });
 
@@ -210,8 +211,9 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
     if (translator.stats().flushes === 0) translator.flush();
     sourcesDone();
     log.info({ mode: config.mode, ...translator.stats() }, 'sources synced');
+    if (kubeConfig && config.enableStatus) handles.unshift(startStatusWriter({ kubeConfig, translator, logger: options.logger }));
 
-    xds = xdsService({ snapshot, logger: options.logger });
+    xds = xdsService({ snapshot, logger: options.logger, typeUrls: [TypeUrl.address, TypeUrl.authorization, ...translator.extensionTypeUrls()] });
     const ca_ = caService({
       ca,
       authenticator,

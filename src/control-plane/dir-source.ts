@@ -17,7 +17,9 @@ import type { Translator } from './translator.ts';
  *
  * Bad input loses nothing: a file that cannot be read or has a YAML syntax error keeps the objects it had before
  * (a problem is reported for it); a document with an unknown kind, a wrong apiVersion or no name is skipped alone;
- * the same object in two files is taken from the first (by path) and reported.
+ * the same object in two files is taken from the first (by path) and reported. Replace files atomically (write a
+ * hidden temporary, then rename), as config tools and ConfigMap mounts do: a file caught half-written is taken as
+ * it reads, until the next change event reads it again.
  */
 
 export interface ParsedObject {

@@ -4,7 +4,7 @@ import type { AppProtocol, LoadBalancing, NetworkAddress, Port, Service } from '
 import { annotationsOf, labelsOf, type KubeObject, type KubeService, type ServicePort } from './kube-objects.ts';
 import type { Report } from './report.ts';
 import type { ClusterView } from './view.ts';
-import { resolveWaypoint } from './waypoint.ts';
+import { canaryWaypoints, resolveWaypoint } from './waypoint.ts';
 
 /**
  * Kubernetes Service → Workload API Service (reference istio-ambient.md §3.5), pure.
@@ -18,7 +18,8 @@ import { resolveWaypoint } from './waypoint.ts';
  *   (`spec.trafficDistribution`, the `networking.istio.io/traffic-distribution` annotation on the Service, then on
  *   the Namespace); `publishNotReadyAddresses` → health policy ALLOW_ALL.
  * - `ipFamilies` → IPV4_ONLY / IPV6_ONLY / DUAL, else AUTOMATIC; `canonical` true; visibility PUBLIC.
- * - Waypoint per §2.4 as a `service`; `istio.io/ingress-use-waypoint=true` on the Service, else its Namespace.
+ * - Waypoint per §2.4 as a `service` (with a canary: `weighted_waypoints`); `istio.io/ingress-use-waypoint=true` on
+ *   the Service, else its Namespace.
  */
 
 export const TRAFFIC_DISTRIBUTION = 'networking.istio.io/traffic-distribution';
@@ -165,7 +166,7 @@ export function kubeServiceToService(view: ClusterView, svc: KubeService, report
     ipFamilies: ipFamilies(svc, addresses),
     canonical: true,
     ingressUseWaypoint: ingressUseWaypoint(view, svc),
-    weightedWaypoints: [],
+    weightedWaypoints: binding.kind === 'bound' ? canaryWaypoints(view, svc, binding.address, report) : [],
     visibility: 'PUBLIC',
   };
 }

@@ -9,6 +9,7 @@ import {
   labelsOf, objectKey, selectorMatches, type EndpointSlice, type Gateway, type GatewayClass, type KubeAuthorizationPolicy, type KubeObject,
   type KubeService, type Namespace, type Node, type PeerAuthentication, type Pod, type ServiceEntry, type WorkloadEntry,
 } from './kube-objects.ts';
+import { endpointSliceWorkloads } from './endpoint-slice.ts';
 import { convertPeerAuthentication, staticStrictPolicy, STATIC_STRICT_NAME } from './peer-authentication.ts';
 import { Report, type ObjectReport } from './report.ts';
 import { kubeServiceToService } from './service.ts';
@@ -25,8 +26,8 @@ import { podToWorkload } from './workload.ts';
  * What a change recomputes (everything else is left alone):
  * - Pod: that pod's workload. WorkloadEntry: its workload.
  * - Service: that service, plus the workloads of the namespace's pods and WorkloadEntries its old or new selector
- *   matches (their `services` maps), plus the namespace's ServiceEntries (host collisions).
- * - EndpointSlice: the workloads of the pods its old and new endpoints point at.
+ *   matches (their `services` maps), its EndpointSlices, plus the namespace's ServiceEntries (host collisions).
+ * - EndpointSlice: its non-pod endpoint workloads, and the workloads of the pods its old and new endpoints point at.
  * - Node: the workloads of the pods on that node (locality).
  * - Namespace: everything in that namespace (waypoint labels, traffic distribution); the system namespace (network)
  *   or a namespace some Gateway selects attachments by: everything.
@@ -61,6 +62,8 @@ export interface TranslatorExtension {
   readonly name: string;
   /** The kinds it translates; their changes come to `apply`, and sources are asked to watch them. */
   readonly kinds: readonly string[];
+  /** The xDS type URLs it writes into the snapshot; the control plane's ADS server serves them too. */
+  readonly typeUrls?: readonly string[];
   /** Called inside the flush's snapshot batch with the changes of its kinds since the last call (all of them at the first). */
   apply(changes: readonly ObjectChange[], context: ExtensionContext): void;
 }
@@ -182,6 +185,11 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     return [...new Set(this.#extensions.flatMap((e) => e.kinds))];
   }
 
+  /** The type URLs the extensions write. */
+  extensionTypeUrls(): string[] {
+    return [...new Set(this.#extensions.flatMap((e) => e.typeUrls ?? []))];
+  }
+
   /** Stops flushing until `release()` (sources loading their first lists); holds nest. */
   hold(): void {
     this.#held++;
@@ -215,6 +223,7 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     for (const key of this.#keys('Service')) this.#dirty.add(refOf('Service', key));
     for (const key of this.#keys('ServiceEntry')) this.#dirty.add(refOf('ServiceEntry', key));
     for (const key of this.#keys('WorkloadEntry')) this.#dirty.add(refOf('WorkloadEntry', key));
+    for (const key of this.#keys('EndpointSlice')) this.#dirty.add(refOf('EndpointSlice', key));
     for (const key of this.#keys('AuthorizationPolicy')) this.#dirty.add(refOf('AuthorizationPolicy', key));
     for (const key of this.#keys('PeerAuthentication')) this.#dirty.add(refOf('PeerAuthentication', key));
     this.#dirty.add(STATIC_REF);
@@ -227,6 +236,11 @@ export class Translator extends EventEmitter<TranslatorEvents> {
       const pod = this.#get<Pod>('Pod', key);
       if (pod) yield pod;
     }
+  }
+
+  /** Every stored object of a kind. */
+  objectsOf(kind: string): KubeObject[] {
+    return [...(this.#objects.get(kind)?.values() ?? [])];
   }
 
   /** One stored object. */
@@ -419,12 +433,14 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         // Selector-less services: the pods their slices point at.
         for (const slice of this.#inNamespace<EndpointSlice>('EndpointSlice', ns)) {
           if (labelsOf(slice)['kubernetes.io/service-name'] !== obj.metadata?.name) continue;
+          this.#dirty.add(refOf('EndpointSlice', objectKey(slice)));
           for (const podKey of this.#slicePods(slice)) this.#dirty.add(refOf('Pod', podKey));
         }
         this.#markNamespace('ServiceEntry', ns);
         break;
       }
       case 'EndpointSlice':
+        this.#dirty.add(refOf(kind, key));
         for (const s of [current, previous]) if (s) for (const podKey of this.#slicePods(s as EndpointSlice)) this.#dirty.add(refOf('Pod', podKey));
         break;
       case 'Node':
@@ -513,6 +529,11 @@ export class Translator extends EventEmitter<TranslatorEvents> {
       case 'WorkloadEntry': {
         const we = this.#get<WorkloadEntry>('WorkloadEntry', key);
         if (we) workload(workloadEntryToWorkload(this.view, we, report));
+        break;
+      }
+      case 'EndpointSlice': {
+        const slice = this.#get<EndpointSlice>('EndpointSlice', key);
+        if (slice) for (const w of endpointSliceWorkloads(this.view, slice, report)) workload(w);
         break;
       }
       case 'Service': {

@@ -1,7 +1,7 @@
 import { canonicalIp } from '../workload-api/convert.ts';
 import type { GatewayAddress } from '../workload-api/types.ts';
 import { labelSelectorMatches, labelsOf, type Gateway, type KubeObject } from './kube-objects.ts';
-import type { Report } from './report.ts';
+import { Report } from './report.ts';
 import type { ClusterView } from './view.ts';
 
 /**
@@ -27,6 +27,9 @@ export const MANAGED_LABEL = 'gateway.istio.io/managed';
 export const WAYPOINT_CLASS = 'istio-waypoint';
 export const MESH_CONTROLLER = 'istio.io/mesh-controller';
 export const WAYPOINT_BOUND = 'istio.io/WaypointBound';
+export const USE_WAYPOINT_CANARY = 'istio.io/use-waypoint-canary';
+export const USE_WAYPOINT_CANARY_NAMESPACE = 'istio.io/use-waypoint-canary-namespace';
+export const CANARY_WEIGHT = 'istio.io/use-waypoint-canary-weight';
 const MANAGED_WAYPOINT_VALUES = new Set(['istio.io-mesh-controller', 'istio.io-eastwest-controller']);
 
 export type TrafficType = 'service' | 'workload' | 'all' | 'none';
@@ -125,4 +128,41 @@ export function resolveWaypoint(view: ClusterView, obj: KubeObject, as: 'service
   }
   if (as === 'service') report.condition(WAYPOINT_BOUND, 'True', 'WaypointAccepted', `bound to ${key}`);
   return { kind: 'bound', key, address };
+}
+
+/**
+ * The canary waypoint of a service (§2.4 step 7): `istio.io/use-waypoint-canary` (+ `-namespace`) and the weight
+ * annotation `istio.io/use-waypoint-canary-weight` (0..100), on the object, else on its namespace. Given a bound
+ * primary, answers `[{primary, 100-w}, {canary, w}]`; nothing when no canary is asked for, and nothing (with a
+ * problem) when the weight is invalid or the canary waypoint is not usable.
+ */
+export function canaryWaypoints(
+  view: ClusterView,
+  obj: KubeObject,
+  primary: GatewayAddress,
+  report: Report,
+): Array<{ readonly destination: GatewayAddress; readonly weight: number }> {
+  const namespace = obj.metadata?.namespace ?? '';
+  const nsObj = view.namespace(namespace);
+  const own = labelsOf(obj)[USE_WAYPOINT_CANARY] !== undefined;
+  const labels = own ? labelsOf(obj) : labelsOf(nsObj);
+  const annotations = own ? (obj.metadata?.annotations ?? {}) : (nsObj?.metadata?.annotations ?? {});
+  const name = labels[USE_WAYPOINT_CANARY];
+  if (!name || name === 'none') return [];
+  const weightText = annotations[CANARY_WEIGHT] ?? '';
+  const weight = /^\d{1,3}$/.test(weightText) ? Number(weightText) : NaN;
+  if (!(weight >= 0 && weight <= 100)) {
+    report.problem(`metadata.annotations["${CANARY_WEIGHT}"]`, `must be 0-100, got ${JSON.stringify(weightText)}; no canary`);
+    return [];
+  }
+  const canary = resolveWaypoint(view, { metadata: { namespace, labels: { [USE_WAYPOINT]: name, ...(labels[USE_WAYPOINT_CANARY_NAMESPACE] ? { [USE_WAYPOINT_NAMESPACE]: labels[USE_WAYPOINT_CANARY_NAMESPACE] } : {}) } } }, 'service', new Report());
+  report.waypoints.add(`${labels[USE_WAYPOINT_CANARY_NAMESPACE] || namespace}/${name}`);
+  if (canary.kind !== 'bound') {
+    report.problem(`metadata.labels["${USE_WAYPOINT_CANARY}"]`, `canary waypoint ${labels[USE_WAYPOINT_CANARY_NAMESPACE] || namespace}/${name} is not usable (${canary.kind === 'unbound' ? canary.reason : 'not bound'}); no canary`);
+    return [];
+  }
+  return [
+    { destination: primary, weight: 100 - weight },
+    { destination: canary.address, weight },
+  ];
 }

@@ -91,10 +91,13 @@ export function createMetricsRegistry(): MetricsRegistry {
 }
 
 /**
- * The Prometheus text exposition, shaped like ztunnel's: families without samples are omitted, and a
- * counter's HELP/TYPE lines use the base name while its samples keep the `_total` suffix.
+ * Content type of OpenMetrics 1.0 text: served when the scraper's Accept asks for it, as Prometheus does by
+ * default, and as ztunnel does (reference ztunnel.md §6).
  */
-export async function renderPrometheus(registry: MetricsRegistry): Promise<string> {
+export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
+
+/** Families with samples, HELP/TYPE under the base name for counters when `baseNames`, else as prom-client names them. */
+async function render(registry: MetricsRegistry, baseNames: boolean): Promise<string> {
   const text = await registry.prom.metrics();
   const out: string[] = [];
   let header: string[] = [];
@@ -110,11 +113,32 @@ export async function renderPrometheus(registry: MetricsRegistry): Promise<strin
     if (meta) {
       const [, kind, name = '', rest = ''] = meta;
       if (kind === 'HELP') flush();
-      const base = registry.counterNames.has(name) && name.endsWith('_total') ? name.slice(0, -'_total'.length) : name;
+      const base = baseNames && registry.counterNames.has(name) && name.endsWith('_total') ? name.slice(0, -'_total'.length) : name;
       header.push(`# ${kind} ${base}${rest}`);
     }
     else samples.push(line);
   }
   flush();
   return out.length > 0 ? `${out.join('\n')}\n` : '';
+}
+
+/**
+ * The exposition shaped like ztunnel's (the OpenMetrics body without its `# EOF`): families without samples are
+ * omitted, and a counter's HELP/TYPE lines use the base name while its samples keep the `_total` suffix.
+ */
+export async function renderPrometheus(registry: MetricsRegistry): Promise<string> {
+  return render(registry, true);
+}
+
+/**
+ * A scrape's answer, negotiated on its Accept header: OpenMetrics (`renderPrometheus` and `# EOF`) when asked for,
+ * else the classic text format (0.0.4), where HELP/TYPE name a family exactly as its samples are named (a counter's
+ * `_total` included): in that format a base-name TYPE line would leave the `_total` samples untyped, and
+ * `promtool check metrics` reports them as having no help.
+ */
+export async function exposition(registry: MetricsRegistry, accept: string | undefined): Promise<{ readonly contentType: string; readonly body: string }> {
+  if (accept !== undefined && /application\/openmetrics-text/i.test(accept)) {
+    return { contentType: OPENMETRICS_CONTENT_TYPE, body: `${await render(registry, true)}# EOF\n` };
+  }
+  return { contentType: PROMETHEUS_CONTENT_TYPE, body: await render(registry, false) };
 }

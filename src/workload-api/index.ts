@@ -19,3 +19,8 @@ export * from './zds.ts';
 // by the processes that watch Kubernetes (cni agent, control plane), and the proxies do not pay for it.
 export type { Informer, InformerOptions, InformerEvents, KubeObject } from './kube/informer.ts';
 export * from './encode.ts';
+export * from './l7-types.ts';
+export * from './l7-store.ts';
+export * from './l7-handlers.ts';
+export * from './l7-local.ts';
+export { routeConfigurationFromWire, destinationPolicyFromWire, l7AuthorizationFromWire } from './l7-convert.ts';

@@ -4,7 +4,7 @@ import { ErrorCode } from '../core/error-codes.ts';
 import { errorCode, errorMessage, MeshError } from '../core/errors.ts';
 import type { ServerHandle } from '../core/lifecycle.ts';
 import type { Logger } from '../core/logger.ts';
-import { sendText, startHttpListener, type HttpRoute } from './http-listener.ts';
+import { sendText, startHttpListener, type HttpRoute } from '../core/http-listener.ts';
 
 /**
  * ztunnel's admin listener (reference ztunnel.md §7, port 15000): `/config_dump`, `/logging`,

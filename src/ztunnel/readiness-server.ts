@@ -1,6 +1,6 @@
 import type { Readiness, ServerHandle } from '../core/lifecycle.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
-import { sendText, startHttpListener } from './http-listener.ts';
+import { sendText, startHttpListener } from '../core/http-listener.ts';
 
 /**
  * ztunnel's readiness listener (reference ztunnel.md §7, port 15021): `GET /healthz/ready` answers

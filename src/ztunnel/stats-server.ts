@@ -1,7 +1,7 @@
 import type { ServerHandle } from '../core/lifecycle.ts';
 import { silentLogger, type Logger } from '../core/logger.ts';
-import { PROMETHEUS_CONTENT_TYPE, renderPrometheus, type MetricsRegistry } from '../core/metrics.ts';
-import { sendText, startHttpListener } from './http-listener.ts';
+import { exposition, type MetricsRegistry } from '../core/metrics.ts';
+import { sendText, startHttpListener } from '../core/http-listener.ts';
 
 /**
  * ztunnel's stats listener (reference ztunnel.md §7, port 15020): the Prometheus text at `/metrics`
@@ -33,9 +33,9 @@ export async function startStatsServer(options: StatsServerOptions): Promise<Ser
     async (req, res, url) => {
       if (!STATS_PATHS.includes(url.pathname)) return sendText(res, 404, 'not found\n');
       if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'method not allowed\n', { allow: 'GET' });
-      const text = await renderPrometheus(options.registry);
-      res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
-      res.end(text);
+      const { contentType, body } = await exposition(options.registry, req.headers.accept);
+      res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+      res.end(body);
     },
   );
 }

@@ -1,7 +1,10 @@
 import test from 'ava';
 import { ErrorCode, MeshError } from '../../src/core/index.ts';
 import {
+  DEFAULT_HOST_PROBE_SNAT_CONFIG,
   DEFAULT_INPOD_RULES_CONFIG,
+  ipsetName,
+  parseIpsetSave,
   inpodRulesConfig,
   parseInpodPresence,
   renderHostProbeSnat,
@@ -317,4 +320,21 @@ COMMIT
 `,
   );
   t.is(renderHostProbeSnatRemoval(), '* nat\n-D POSTROUTING -j ISTIO_POSTRT\n-F ISTIO_POSTRT\n-X ISTIO_POSTRT\nCOMMIT\n');
+});
+
+test('parseIpsetSave: the entries of one set with their uid comments; other sets and lines skipped', (t) => {
+  const save = [
+    'create istio-inpod-probes-v4 hash:ip family inet hashsize 1024 maxelem 65536 comment bucketsize 12 initval 0x1',
+    'add istio-inpod-probes-v4 10.244.1.2 comment "0b3c-uid-1"',
+    'add istio-inpod-probes-v4 10.244.1.3',
+    'add other-set 10.0.0.9 comment "x"',
+    'add istio-inpod-probes-v4 10.244.1.4 comment "with \\"quote\\""',
+  ].join('\n');
+  t.deepEqual(parseIpsetSave(save, 'istio-inpod-probes-v4'), [
+    { ip: '10.244.1.2', comment: '0b3c-uid-1' },
+    { ip: '10.244.1.3', comment: undefined },
+    { ip: '10.244.1.4', comment: 'with \\"quote\\"' },
+  ]);
+  t.deepEqual(parseIpsetSave('', 'istio-inpod-probes-v4'), []);
+  t.is(ipsetName(DEFAULT_HOST_PROBE_SNAT_CONFIG, 'ipv6'), 'istio-inpod-probes-v6');
 });

@@ -116,6 +116,23 @@ test('ADD prints prevResult and enrols the pod; only CNI_* in the environment', 
   ]);
 });
 
+test('without AMBIENT_CNI_SOCKET the agent socket is <cni_agent_run_dir>/pluginevent.sock from the network config, as a runtime passes no extra env', async (t) => {
+  const a = await agent(t);
+  const { AMBIENT_CNI_SOCKET: _ignored, ...env } = cniEnv(a.socket);
+  const runDir = a.socket.slice(0, -'/pluginevent.sock'.length);
+  const r = await runShim(env, conf({ cni_agent_run_dir: runDir }));
+  t.is(r.code, 0, r.stdout);
+  t.deepEqual(JSON.parse(r.stdout), PREV);
+  t.is(a.events.length, 1, 'the agent got the ADD');
+
+  // A run dir with no agent: the shim fails closed naming that socket, not the default.
+  const missing = await runShim(env, conf({ cni_agent_run_dir: `${runDir}/nowhere` }));
+  t.is(missing.code, 1);
+  const e = JSON.parse(missing.stdout) as { code: number; details?: string; msg?: string };
+  t.is(e.code, 11);
+  t.true(`${e.msg ?? ''} ${e.details ?? ''}`.includes(`${runDir}/nowhere/pluginevent.sock`), missing.stdout);
+});
+
 test('ADD in an older version re-prints prevResult with ips[].version', async (t) => {
   const a = await agent(t);
   const r = await runShim(cniEnv(a.socket), conf({ cniVersion: '0.4.0' }));

@@ -1,5 +1,5 @@
 import test, { type ExecutionContext } from 'ava';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConfigFile, startDirSource, type DirSource } from '../../src/control-plane/dir-source.ts';
 import { Translator } from '../../src/control-plane/translator.ts';
@@ -64,6 +64,13 @@ async function setup(t: ExecutionContext, files: Record<string, string>): Promis
   return { dir, source, snapshot, translator };
 }
 
+/** Replaces a file atomically (a hidden temporary, then a rename), as config tools and ConfigMap mounts do. */
+async function replace(path: string, text: string): Promise<void> {
+  const tmp = join(path, '..', `.${Math.random().toString(36).slice(2)}.tmp`);
+  await writeFile(tmp, text);
+  await rename(tmp, path);
+}
+
 const names = (s: ResourceSnapshot) => [...s.get(TypeUrl.address).keys()].sort();
 
 async function eventually(check: () => boolean, what: string): Promise<void> {
@@ -81,11 +88,11 @@ test('the folder is read at start and watched: added, changed and removed files 
   t.deepEqual(names(snapshot), ['Kubernetes//Pod/default/a', 'Kubernetes//Pod/default/b', 'default/web.default.svc.cluster.local']);
   const changed: string[] = [];
   snapshot.on('change', (c) => changed.push(...c.names));
-  await writeFile(join(dir, 'more.json'), JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'c' }, spec: {}, status: { podIP: '10.0.0.3' } }));
+  await replace(join(dir, 'more.json'), JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'c' }, spec: {}, status: { podIP: '10.0.0.3' } }));
   await eventually(() => names(snapshot).includes('Kubernetes//Pod/default/c'), 'the new file');
   t.deepEqual(changed, ['Kubernetes//Pod/default/c'], 'only the new object is pushed');
   changed.length = 0;
-  await writeFile(join(dir, 'pods.yaml'), `${POD('a', '10.0.0.1', 'app: other')}`);
+  await replace(join(dir, 'pods.yaml'), `${POD('a', '10.0.0.1', 'app: other')}`);
   await eventually(() => !names(snapshot).includes('Kubernetes//Pod/default/b'), 'the removed document');
   await eventually(() => changed.includes('Kubernetes//Pod/default/a'), 'the changed pod');
   t.deepEqual([...new Set(changed)].sort(), ['Kubernetes//Pod/default/a', 'Kubernetes//Pod/default/b']);
@@ -96,8 +103,8 @@ test('the folder is read at start and watched: added, changed and removed files 
 
 test('bad input loses nothing: a broken file keeps its objects, duplicates are reported, the rest applies', async (t) => {
   const { dir, snapshot, source, translator } = await setup(t, { 'a.yaml': POD('a', '10.0.0.1'), 'b.yaml': POD('b', '10.0.0.2') });
-  await writeFile(join(dir, 'a.yaml'), `${POD('a', '10.0.0.1')}---\nkind: [broken`);
-  await writeFile(join(dir, 'c.yaml'), `${POD('b', '10.0.0.99')}---\n${POD('c', '10.0.0.3')}`);
+  await replace(join(dir, 'a.yaml'), `${POD('a', '10.0.0.1')}---\nkind: [broken`);
+  await replace(join(dir, 'c.yaml'), `${POD('b', '10.0.0.99')}---\n${POD('c', '10.0.0.3')}`);
   await eventually(() => names(snapshot).includes('Kubernetes//Pod/default/c'), 'c.yaml');
   t.deepEqual(names(snapshot), ['Kubernetes//Pod/default/a', 'Kubernetes//Pod/default/b', 'Kubernetes//Pod/default/c'], 'a.yaml kept its pod');
   const problems = source.problems();
@@ -106,7 +113,7 @@ test('bad input loses nothing: a broken file keeps its objects, duplicates are r
   t.true(problems.includes('c.yaml: Pod default/b is also in b.yaml; that one is used'));
   t.like((translator.object('Pod', 'default', 'b') as { status: { podIP: string } }).status, { podIP: '10.0.0.2' });
   // Fixed: the broken document goes, the file's objects stay.
-  await writeFile(join(dir, 'a.yaml'), POD('a', '10.0.0.1'));
-  await eventually(() => !source.problems().some((p) => p.startsWith('a.yaml')), 'the fix');
-  t.deepEqual(names(snapshot).length, 3);
+  await replace(join(dir, 'a.yaml'), POD('a', '10.0.0.1'));
+  await eventually(() => !source.problems().some((p) => p.startsWith('a.yaml')) && names(snapshot).length === 3, 'the fix');
+  t.deepEqual(names(snapshot), ['Kubernetes//Pod/default/a', 'Kubernetes//Pod/default/b', 'Kubernetes//Pod/default/c']);
 });

@@ -222,3 +222,48 @@ test('bad input: counted against the object, the rest translated', (t) => {
   t.deepEqual(translator.reportOf('WorkloadEntry', 'ns1', 'noaddr')?.problems, ['spec.address: is required']);
   t.is(translator.problems().length, 4, 'the unnamed pod too');
 });
+
+test('EndpointSlice endpoints without a pod are HOST_NETWORK workloads of their Service; pod endpoints and FQDN slices are not', (t) => {
+  const slice = (name: string, addressType: string, endpoints: unknown[]): Obj => [
+    'EndpointSlice',
+    { metadata: { name, namespace: 'ns1', labels: { 'kubernetes.io/service-name': 'manual' } }, addressType, endpoints, ports: [{ name: 'web', port: 8080 }, { name: 'dns', port: 53, protocol: 'UDP' }] } as KubeObject,
+  ];
+  const { workload, json, translator } = translate([
+    pod('p'),
+    svc('manual', { selector: undefined, ports: [{ name: 'web', port: 80 }, { name: 'dns', port: 53, protocol: 'UDP' }] }),
+    slice('manual-a', 'IPv4', [
+      { addresses: ['10.0.0.1'], targetRef: { kind: 'Pod', name: 'p' } },
+      { addresses: ['192.168.1.5'], nodeName: 'n9' },
+      { addresses: ['192.168.1.6'], conditions: { ready: false } },
+      { addresses: ['bogus'] },
+    ]),
+    slice('manual-fqdn', 'FQDN', [{ addresses: ['db.example.com'] }]),
+  ]);
+  const uid = (ip: string) => `Kubernetes/discovery.k8s.io/EndpointSlice/ns1/manual-a/${ip}`;
+  t.like(workload(uid('192.168.1.5')), { addresses: ['192.168.1.5'], networkMode: 'HOST_NETWORK', status: 'HEALTHY', node: 'n9', tunnelProtocol: 'NONE', authorizationPolicies: [] });
+  t.deepEqual((workload(uid('192.168.1.5'))?.services as unknown as Record<string, unknown>)['ns1/manual.ns1.svc.cluster.local'], [{ servicePort: 80, targetPort: 8080, appProtocol: 'UNKNOWN' }]);
+  t.like(workload(uid('192.168.1.6')), { status: 'UNHEALTHY' });
+  t.is(workload(uid('10.0.0.1')), undefined, 'the pod endpoint is the pod workload');
+  t.truthy(workload(UID));
+  t.deepEqual(Object.keys(json.addresses).filter((k) => k.includes('EndpointSlice')).sort(), [uid('192.168.1.5'), uid('192.168.1.6')]);
+  t.deepEqual(translator.reportOf('EndpointSlice', 'ns1', 'manual-a')?.problems, ['endpoints[3].addresses[0]: "bogus" is not an IP address']);
+});
+
+test('canary waypoint: weighted_waypoints [primary 100-w, canary w] with the primary as waypoint; a bad weight or a missing canary is a problem', (t) => {
+  const canary = (weight: string, canaryName = 'wp2'): Obj[] => [
+    waypoint('wp', 'ns1'),
+    waypoint('wp2', 'ns1'),
+    svc('s', {}, { 'istio.io/use-waypoint': 'wp', 'istio.io/use-waypoint-canary': canaryName }, { 'istio.io/use-waypoint-canary-weight': weight }),
+  ];
+  const ok = translate(canary('20'));
+  t.deepEqual(ok.service(SVC)?.waypoint, HOST_WP('wp', 'ns1'));
+  t.deepEqual(ok.service(SVC)?.weightedWaypoints, [{ destination: HOST_WP('wp', 'ns1'), weight: 80 }, { destination: HOST_WP('wp2', 'ns1'), weight: 20 }]);
+  const bad = translate(canary('150'));
+  t.deepEqual(bad.service(SVC)?.weightedWaypoints, []);
+  t.deepEqual(bad.translator.reportOf('Service', 'ns1', 's')?.problems, ['metadata.annotations["istio.io/use-waypoint-canary-weight"]: must be 0-100, got "150"; no canary']);
+  const missing = translate(canary('10', 'ghost'));
+  t.deepEqual(missing.service(SVC)?.weightedWaypoints, []);
+  t.regex(missing.translator.reportOf('Service', 'ns1', 's')?.problems[0] ?? '', /canary waypoint ns1\/ghost is not usable \(WaypointIsNotReady\)/);
+  const fromNamespace = translate([waypoint('wp', 'ns1'), waypoint('wp2', 'ns1'), ns('ns1', { 'istio.io/use-waypoint': 'wp', 'istio.io/use-waypoint-canary': 'wp2' }, { 'istio.io/use-waypoint-canary-weight': '50' }), svc('s', {})]);
+  t.deepEqual(fromNamespace.service(SVC)?.weightedWaypoints.map((w) => w.weight), [50, 50]);
+});

@@ -6,6 +6,7 @@ import { MeshError, errorCode } from '../../src/core/errors.ts';
 import { closeInOrder, Drain, onceClose, Readiness } from '../../src/core/lifecycle.ts';
 import { createLogger } from '../../src/core/logger.ts';
 import { atPath, fail, ok } from '../../src/core/result.ts';
+import { TokenBucket } from '../../src/core/token-bucket.ts';
 
 test('error codes are unique and equal their names', (t) => {
   const entries = Object.entries(ErrorCode);
@@ -93,4 +94,15 @@ test('the logger writes JSON with component and redacts keys', async (t) => {
   t.is(record.key, '[redacted]');
   t.is(record.token, '[redacted]');
   t.is(record.code, 'X');
+});
+
+test('TokenBucket: a burst passes at once, then work is spread at the rate', (t) => {
+  let now = 1000;
+  const bucket = new TokenBucket(10, 3, () => now);
+  t.deepEqual([bucket.take(), bucket.take(), bucket.take()], [0, 0, 0], 'the burst');
+  t.is(bucket.take(), 100, 'the 4th waits one refill at 10/s');
+  t.is(bucket.take(), 200, 'the 5th waits two');
+  now += 1000; // 10 tokens refilled, capped at the burst: -2 + 10 → 3
+  t.deepEqual([bucket.take(), bucket.take(), bucket.take(), bucket.take()], [0, 0, 0, 100]);
+  t.throws(() => new TokenBucket(0, 1), { instanceOf: RangeError });
 });

@@ -2,224 +2,156 @@ import test, { type ExecutionContext } from 'ava';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseCniAgentConfig } from '../../src/cni/agent-config.ts';
 import { startCniAgent, type CniAgent } from '../../src/cni/agent.ts';
+import { listProbeIps } from '../../src/cni/apply-rules.ts';
 import { REDIRECTION_ANNOTATION } from '../../src/cni/enrollment.ts';
-import { pluginEntry } from '../../src/cni/installer.ts';
 import { LocalCaClient } from '../../src/identity/local-ca-client.ts';
-import { namedNetnsPath } from '../../src/sys/netns.ts';
-import { parseZtunnelConfig } from '../../src/ztunnel/config.ts';
+import { closeFd, namedNetnsPath, openNetns } from '../../src/sys/netns.ts';
+import { CONNECTION_COMPLETE } from '../../src/ztunnel/access-log.ts';
+import { parseZtunnelConfig, type ZtunnelConfig } from '../../src/ztunnel/config.ts';
 import { startZtunnel, type Ztunnel } from '../../src/ztunnel/ztunnel.ts';
-import { startFakeKube, type FakeKube, type KubeObjectJson } from '../helpers/fake-kube.ts';
+import { addFakePodProcess, SHIM } from '../helpers/cni.ts';
+import { CNI_BIN, LOOPBACK, primaryNetwork, runCniChain, setPodIp, type ChainRun, type CniArgs, type Json, type NetConfList } from '../helpers/cni-runtime.ts';
+import { startFakeKube, type FakeKube } from '../helpers/fake-kube.ts';
+import { inpodListening } from '../helpers/inpod.ts';
 import { captureLog } from '../helpers/log.ts';
 import { createNodeNetwork, requireNetns, type NetnsNode } from '../helpers/netns.ts';
+import { readPcap } from '../helpers/pcap.ts';
 import { testPki } from '../helpers/pki.ts';
 import { total, until } from '../helpers/prometheus.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 /**
- * The capture issue's acceptance scenario, as close to a cluster as we get without a container runtime:
- * two node namespaces joined by a bridge, pods whose namespaces are set up by the real CNI plugins run as a
- * runtime runs a conflist (bridge + host-local, then the real static `ambient-cni` shim), a node agent and a
- * shared-mode ztunnel per node, and one fake API server. A plain TCP client in the client pod on node A talks
- * to the server pod on node B; the traffic is captured in both pods and crosses the nodes as mTLS HBONE.
+ * The capture issue's acceptance scenario, as close to a cluster as we get without a container runtime: two
+ * node namespaces joined by a link, a node agent (with its CNI installer) and a shared-mode ztunnel per node,
+ * one fake API server, and pods whose namespaces are set up the way a runtime does it: the runtime reads the
+ * conflist the agent's installer chained `ambient-cni` into and runs each plugin of it (loopback, bridge +
+ * host-local from Debian's containernetworking-plugins, then the static shim the installer copied) with CNI_*
+ * environment and stdin, nothing else.
+ *
+ * Shown: the client pod on node A reaches the server pod on node B through both ztunnels, and what crosses the
+ * nodes is TLS on 15008; the access log names both SPIFFE identities; a pod outside the mesh is untouched; a
+ * kubelet-style probe from node B reaches the app without passing ztunnel (host probe SNAT); labelling a
+ * namespace enrols its running pod; restarting ztunnel B loses no enrolled pod; deleting a pod takes its
+ * listeners and its probe-set entry away.
  */
 
-const ROOT = join(import.meta.dirname, '..', '..', '..');
-const SHIM = join(ROOT, 'build', 'ambient-cni');
 const FIXTURES = join(import.meta.dirname, '..', 'ztunnel', 'fixtures');
-const CNI_BIN = '/usr/lib/cni';
-const CNI_VERSION = '1.0.0';
 const MODE = 'istio.io/dataplane-mode';
 const SERVER_PORT = 8080;
 const ROUNDS = 5;
+const PRIMARY_CONF = '10-pods.conflist';
 
 const exec = promisify(execFile);
 
-type Json = Record<string, unknown>;
 
-interface NetConfList {
+interface MeshPod {
   readonly name: string;
-  readonly cniVersion: string;
-  readonly plugins: readonly Json[];
+  readonly namespace: string;
+  readonly ip: string;
+  readonly node: string;
 }
 
-interface CniArgs {
-  readonly containerId: string;
-  readonly podNs: string;
-  readonly podName: string;
-  readonly podNamespace: string;
-  readonly podUid: string;
-}
-
-/** One plugin binary run inside the node namespace, as the runtime on that node would run it. */
-async function runPlugin(node: NetnsNode, command: 'ADD' | 'DEL', conf: Json, args: CniArgs, env: Record<string, string>): Promise<string> {
-  const type = String(conf['type']);
-  const binary = type === 'ambient-cni' ? SHIM : join(CNI_BIN, type);
-  try {
-    const { stdout } = await node.exec(binary, [], {
-      env: {
-        ...env,
-        CNI_COMMAND: command,
-        CNI_CONTAINERID: args.containerId,
-        CNI_NETNS: namedNetnsPath(args.podNs),
-        CNI_IFNAME: 'eth0',
-        CNI_PATH: CNI_BIN,
-        CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${args.podNamespace};K8S_POD_NAME=${args.podName};` +
-          `K8S_POD_INFRA_CONTAINER_ID=${args.containerId};K8S_POD_UID=${args.podUid}`,
-      },
-      input: JSON.stringify(conf),
-      timeoutMs: 30_000,
-    });
-    return stdout;
-  } catch (err) {
-    // A CNI error is printed on stdout.
-    const stdout = (err as { cause?: { stdout?: string } }).cause?.stdout ?? '';
-    throw new Error(`CNI ${command} ${type}: ${(err as Error).message} ${stdout}`, { cause: err });
-  }
-}
-
-interface ChainRun {
-  /** The result of each plugin's ADD, in order. */
-  readonly results: Json[];
-  /** DEL through the list in reverse order, each with the cached final result as prevResult (as libcni does). */
-  del(): Promise<void>;
-}
-
-/**
- * libcni's AddNetworkList: each plugin gets its conf plus the list's name and cniVersion, and the previous
- * plugin's result as `prevResult`.
- */
-async function runCniChain(node: NetnsNode, list: NetConfList, args: CniArgs, env: Record<string, string> = {}): Promise<ChainRun> {
-  const results: Json[] = [];
-  let prev: Json | undefined;
-  for (const plugin of list.plugins) {
-    const conf: Json = { ...plugin, name: list.name, cniVersion: list.cniVersion, ...(prev === undefined ? {} : { prevResult: prev }) };
-    const stdout = await runPlugin(node, 'ADD', conf, args, env);
-    prev = JSON.parse(stdout) as Json;
-    results.push(prev);
-  }
-  const cached = prev;
-  return {
-    results,
-    async del() {
-      for (const plugin of [...list.plugins].reverse()) {
-        const conf: Json = { ...plugin, name: list.name, cniVersion: list.cniVersion, ...(cached === undefined ? {} : { prevResult: cached }) };
-        await runPlugin(node, 'DEL', conf, args, env);
-      }
-    },
-  };
-}
-
-/** The node's pod network conflist: bridge + host-local for its pod CIDR, then our plugin chained as the installer would. */
-function podNetwork(name: string, podCidr: string, ipamDir: string): NetConfList {
-  const { name: _name, cniVersion: _version, ...ours } = pluginEntry();
-  return {
-    name,
-    cniVersion: CNI_VERSION,
-    plugins: [
-      {
-        type: 'bridge',
-        bridge: 'cni0',
-        isGateway: true,
-        ipMasq: false,
-        ipam: { type: 'host-local', ranges: [[{ subnet: podCidr }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: ipamDir },
-      },
-      ours,
-    ],
-  };
-}
-
-const LOOPBACK: NetConfList = { name: 'cni-loopback', cniVersion: CNI_VERSION, plugins: [{ type: 'loopback' }] };
-
-function twoPodMesh(clientIp: string, serverIp: string): string {
-  const workload = (name: string, ip: string, node: string) => `
-- uid: cluster1//v1/Pod/default/${name}
-  name: ${name}
-  namespace: default
-  serviceAccount: ${name}
+function meshFile(pods: readonly MeshPod[]): string {
+  return `workloads:${pods.map((p) => `
+- uid: cluster1//v1/Pod/${p.namespace}/${p.name}
+  name: ${p.name}
+  namespace: ${p.namespace}
+  serviceAccount: ${p.name}
   trustDomain: cluster.local
-  workloadIps: ["${ip}"]
+  workloadIps: ["${p.ip}"]
   protocol: HBONE
-  node: ${node}
-  workloadName: ${name}
-`;
-  return `workloads:${workload('client', clientIp, 'node-a')}${workload('server', serverIp, 'node-b')}`;
+  node: ${p.node}
+  workloadName: ${p.name}
+`).join('')}`;
 }
 
 interface NodeSpec {
   readonly node: NetnsNode;
   readonly nodeName: string;
   readonly podCidr: string;
-}
-
-/** Sets kubelet's view of the pod's IP, keeping whatever the agent wrote meanwhile (retries on a conflict). */
-async function setPodIp(fake: FakeKube, name: string, ip: string): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    const current = fake.get('pods', 'default', name) as KubeObjectJson;
-    const status = (current['status'] ?? {}) as Json;
-    try {
-      fake.update('pods', { ...current, status: { ...status, phase: 'Running', podIP: ip, podIPs: [{ ip }] } } as Parameters<FakeKube['update']>[1]);
-      return;
-    } catch (err) {
-      if ((err as { status?: number }).status !== 409 || attempt > 20) throw err;
-    }
-  }
+  readonly dir: string;
 }
 
 async function metricsOf(zt: Ztunnel): Promise<string> {
   return (await fetch(`http://127.0.0.1:${zt.ports().stats}/metrics`)).text();
 }
 
+interface Rounds {
+  readonly byApp: Record<string, number>;
+  readonly errors: string[];
+  readonly bytesEchoed: number;
+}
+
 test('two nodes: pods set up by a real CNI chain with ambient-cni are captured; client on node A reaches server on node B through both ztunnels over mTLS HBONE', async (t: ExecutionContext) => {
   if (!requireNetns(t)) return;
   if (!existsSync(SHIM)) throw new Error(`${SHIM} is missing: run \`make build\` first`);
-  t.timeout(120_000);
+  for (const tool of ['tcpdump', 'ipset']) {
+    await exec(tool, ['--version']).catch((err: unknown) => {
+      throw new Error(`${tool} is needed (Debian package ${tool}; \`make deps\` installs it)`, { cause: err });
+    });
+  }
+  t.timeout(180_000);
 
   // ---- the nodes ----
   const network = await createNodeNetwork(t, { count: 2 });
   const [nodeA, nodeB] = network.nodes as [NetnsNode, NetnsNode];
+  const dir = await tempDir(t, 'an-e2e-');
   const specs: [NodeSpec, NodeSpec] = [
-    { node: nodeA, nodeName: 'node-a', podCidr: '10.244.1.0/24' },
-    { node: nodeB, nodeName: 'node-b', podCidr: '10.244.2.0/24' },
+    { node: nodeA, nodeName: 'node-a', podCidr: '10.244.1.0/24', dir: join(dir, 'node-a') },
+    { node: nodeB, nodeName: 'node-b', podCidr: '10.244.2.0/24', dir: join(dir, 'node-b') },
   ];
   await nodeA.exec('sysctl', ['-w', 'net.ipv4.ip_forward=1']);
   await nodeB.exec('sysctl', ['-w', 'net.ipv4.ip_forward=1']);
   await nodeA.exec('ip', ['route', 'add', specs[1].podCidr, 'via', nodeB.ip]);
   await nodeB.exec('ip', ['route', 'add', specs[0].podCidr, 'via', nodeA.ip]);
-  const clientIp = '10.244.1.2';
-  const serverIp = '10.244.2.2';
+  const ip = { client: '10.244.1.2', legacy: '10.244.1.3', late: '10.244.1.4', server: '10.244.2.2' } as const;
 
   // ---- the API server ----
   const fake = await startFakeKube();
   fake.create('namespaces', { metadata: { name: 'default', labels: { [MODE]: 'ambient' } } });
-  const podObject = (name: string, nodeName: string) =>
+  fake.create('namespaces', { metadata: { name: 'legacy' } });
+  fake.create('namespaces', { metadata: { name: 'late' } });
+  const podObject = (namespace: string, name: string, nodeName: string): string =>
     fake.create('pods', {
-      metadata: { name, namespace: 'default' },
+      metadata: { name, namespace },
       spec: { nodeName, serviceAccountName: name, containers: [{ name: 'app', image: 'app' }] },
       status: { phase: 'Pending' },
-    } as Parameters<FakeKube['create']>[1]);
-  const clientUid = podObject('client', 'node-a').metadata?.uid ?? '';
-  const serverUid = podObject('server', 'node-b').metadata?.uid ?? '';
+    } as Parameters<FakeKube['create']>[1]).metadata?.uid ?? '';
+  const uid = {
+    client: podObject('default', 'client', 'node-a'),
+    server: podObject('default', 'server', 'node-b'),
+    legacy: podObject('legacy', 'legacy', 'node-a'),
+    late: podObject('late', 'late', 'node-a'),
+  };
 
-  // ---- per node: agent + shared-mode ztunnel ----
-  const dir = await tempDir(t, 'an-e2e-');
-  const meshFile = join(dir, 'mesh.yaml');
-  await writeFile(meshFile, twoPodMesh(clientIp, serverIp));
+  // ---- per node: agent (installing the plugin) + shared-mode ztunnel ----
+  const mesh = join(dir, 'mesh.yaml');
+  const meshPods: MeshPod[] = [
+    { name: 'client', namespace: 'default', ip: ip.client, node: 'node-a' },
+    { name: 'server', namespace: 'default', ip: ip.server, node: 'node-b' },
+    { name: 'late', namespace: 'late', ip: ip.late, node: 'node-a' },
+  ];
+  await writeFile(mesh, meshFile(meshPods));
   const pki = testPki();
   const log = captureLog();
   const agents: CniAgent[] = [];
   const ztunnels: Ztunnel[] = [];
-  const pluginSockets: string[] = [];
+  const ztunnelConfigs: ZtunnelConfig[] = [];
+  const cniPaths: string[][] = [];
+  const procRoots: string[] = [];
   const podNamespaces: string[] = [];
   const chains: ChainRun[] = [];
   const children: ChildProcess[] = [];
+  const fds: number[] = [];
 
   t.teardown(async () => {
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    for (const fd of fds) closeFd(fd);
     // ztunnels close before the CNI DELs, so their pooled HBONE sessions can end gracefully; after DEL took
     // the server pod's veth away they could only be cut at the termination deadline (hbone/client.ts).
     for (const zt of ztunnels) await zt.close().catch(() => {});
@@ -230,76 +162,124 @@ test('two nodes: pods set up by a real CNI chain with ambient-cni are captured; 
     for (const ns of podNamespaces) await exec('ip', ['netns', 'delete', ns]).catch(() => {});
   });
 
+  const startNodeZtunnel = async (config: ZtunnelConfig, nodeName: string): Promise<Ztunnel> => {
+    const zt = await startZtunnel(config, { logger: log.logger.child({ node: nodeName }), ca: new LocalCaClient(pki.ca) });
+    ztunnels.push(zt);
+    await until(async () => (await fetch(`http://127.0.0.1:${zt.ports().readiness}/healthz/ready`)).status === 200, `ztunnel on ${nodeName} to be ready`, 10_000);
+    return zt;
+  };
+
   for (const spec of specs) {
-    const nodeDir = join(dir, spec.nodeName);
-    const procRoot = join(nodeDir, 'proc');
-    await exec('mkdir', ['-p', procRoot]);
+    const confDir = join(spec.dir, 'net.d');
+    const binDir = join(spec.dir, 'bin');
+    const procRoot = join(spec.dir, 'proc');
+    for (const d of [confDir, binDir, procRoot]) await mkdir(d, { recursive: true });
+    await writeFile(join(confDir, PRIMARY_CONF), JSON.stringify(primaryNetwork(`pods-${spec.nodeName}`, spec.podCidr, join(spec.dir, 'ipam'))));
     const parsed = parseCniAgentConfig({}, {
-      NODE_NAME: spec.nodeName, KUBECONFIG: fake.kubeconfigPath,
-      PLUGIN_SOCKET: join(nodeDir, 'pluginevent.sock'), ZTUNNEL_UDS_ADDRESS: join(nodeDir, 'ztunnel.sock'),
-      AMBIENT_IPV6: 'false',
+      NODE_NAME: spec.nodeName, KUBECONFIG: fake.kubeconfigPath, CNI_AGENT_RUN_DIR: spec.dir, ZTUNNEL_UDS_ADDRESS: join(spec.dir, 'ztunnel.sock'),
+      AMBIENT_IPV6: 'false', CNI_PLUGIN_BINARY: SHIM, CNI_BIN_DIR: binDir, MOUNTED_CNI_NET_DIR: confDir, PROC_ROOT: procRoot,
+      HOST_NETNS: namedNetnsPath(spec.node.name), MONITORING_PORT: '0', READINESS_PORT: '0',
     });
     if (!parsed.ok) throw new Error(parsed.errors.join('\n'));
-    const config = { ...parsed.value, procRoot };
-    const agent = await startCniAgent(config, { logger: log.logger.child({ node: spec.nodeName }) });
+    const agent = await startCniAgent(parsed.value, { logger: log.logger.child({ node: spec.nodeName }) });
     agents.push(agent);
     await agent.ready;
-    pluginSockets.push(config.pluginSocket);
+    await agent.installer?.installed;
+    cniPaths.push([binDir, CNI_BIN]);
+    procRoots.push(procRoot);
 
     const zparsed = parseZtunnelConfig(
       { 'admin-port': '0', 'stats-port': '0', 'readiness-port': '0' },
-      { PROXY_MODE: 'shared', XDS_ADDRESS: '', LOCAL_XDS_PATH: meshFile, INPOD_UDS: config.ztunnelSocket, NODE_NAME: spec.nodeName,
+      { PROXY_MODE: 'shared', XDS_ADDRESS: '', LOCAL_XDS_PATH: mesh, INPOD_UDS: parsed.value.ztunnelSocket, NODE_NAME: spec.nodeName,
         CONNECTION_TERMINATION_DEADLINE: '1s' },
     );
     if (!zparsed.ok) throw new Error(zparsed.errors.join('\n'));
-    const zt = await startZtunnel(zparsed.value, { logger: log.logger.child({ node: spec.nodeName }), ca: new LocalCaClient(pki.ca) });
-    ztunnels.push(zt);
-    await until(async () => (await fetch(`http://127.0.0.1:${zt.ports().readiness}/healthz/ready`)).status === 200, `ztunnel on ${spec.nodeName} to be ready`, 10_000);
+    ztunnelConfigs.push(zparsed.value);
+    await startNodeZtunnel(zparsed.value, spec.nodeName);
   }
-  const [ztA, ztB] = ztunnels as [Ztunnel, Ztunnel];
+  let [ztA, ztB] = ztunnels as [Ztunnel, Ztunnel];
 
-  // ---- the pods, as a runtime creates them ----
-  const createPod = async (index: 0 | 1, name: string, uid: string): Promise<string> => {
+  // The installer chained our plugin into the node's primary config and copied the shim into its bin dir.
+  const installed = JSON.parse(await readFile(join(specs[0].dir, 'net.d', PRIMARY_CONF), 'utf8')) as NetConfList;
+  t.deepEqual(installed.plugins.map((p) => p['type']), ['bridge', 'ambient-cni'], 'the primary conflist now ends with ambient-cni');
+  t.is(installed.plugins[1]?.['cni_agent_run_dir'], specs[0].dir, 'the entry tells the shim where the agent is');
+  t.true(existsSync(join(specs[0].dir, 'bin', 'ambient-cni')));
+
+  // ---- the pods, as a runtime creates them: loopback, then the installed conflist ----
+  const createPod = async (index: 0 | 1, namespace: string, name: string, podUid: string): Promise<{ ip: string; ns: string }> => {
     const spec = specs[index];
     const podNs = `${nodeA.name.replace(/-node0$/, '')}-pod-${name}`;
     await exec('ip', ['netns', 'add', podNs]);
     podNamespaces.push(podNs);
-    const args: CniArgs = { containerId: `sandbox-${name}`, podNs, podName: name, podNamespace: 'default', podUid: uid };
-    chains.push(await runCniChain(spec.node, LOOPBACK, args));
-    const list = podNetwork(`pods-${spec.nodeName}`, spec.podCidr, join(dir, spec.nodeName, 'ipam'));
-    const chain = await runCniChain(spec.node, list, args, { AMBIENT_CNI_SOCKET: pluginSockets[index] ?? '' });
+    const args: CniArgs = { containerId: `sandbox-${name}`, podNs, podName: name, podNamespace: namespace, podUid };
+    const cniPath = cniPaths[index] ?? [];
+    chains.push(await runCniChain(spec.node, cniPath, LOOPBACK, args));
+    const list = JSON.parse(await readFile(join(spec.dir, 'net.d', PRIMARY_CONF), 'utf8')) as NetConfList;
+    const chain = await runCniChain(spec.node, cniPath, list, args);
     chains.push(chain);
     const [bridge, ours] = chain.results as [Json, Json];
     t.deepEqual(ours, bridge, `${name}: ambient-cni prints its prevResult`);
-    const ips = bridge['ips'] as Array<{ address: string }>;
-    const ip = ips[0]?.address.split('/')[0] ?? '';
-    await setPodIp(fake, name, ip);
-    return ip;
+    const podIp = (bridge['ips'] as Array<{ address: string }>)[0]?.address.split('/')[0] ?? '';
+    await setPodIp(fake, namespace, name, podIp);
+    return { ip: podIp, ns: podNs };
   };
-  t.is(await createPod(0, 'client', clientUid), clientIp, 'host-local gave the client the first address of node A');
-  t.is(await createPod(1, 'server', serverUid), serverIp, 'host-local gave the server the first address of node B');
-  const [clientNs, serverNs] = podNamespaces as [string, string];
+  const client = await createPod(0, 'default', 'client', uid.client);
+  const server = await createPod(1, 'default', 'server', uid.server);
+  const legacy = await createPod(0, 'legacy', 'legacy', uid.legacy);
+  const late = await createPod(0, 'late', 'late', uid.late);
+  t.deepEqual([client.ip, server.ip, legacy.ip, late.ip], [ip.client, ip.server, ip.legacy, ip.late], 'host-local handed out the expected addresses');
 
-  await until(() => fake.get('pods', 'default', 'server')?.metadata?.annotations?.[REDIRECTION_ANNOTATION] === 'enabled', 'server redirection annotation');
-  await until(() => fake.get('pods', 'default', 'client')?.metadata?.annotations?.[REDIRECTION_ANNOTATION] === 'enabled', 'client redirection annotation');
-  t.is(fake.get('pods', 'default', 'server')?.metadata?.annotations?.[REDIRECTION_ANNOTATION], 'enabled');
+  const annotation = (namespace: string, name: string): string | undefined =>
+    fake.get('pods', namespace, name)?.metadata?.annotations?.[REDIRECTION_ANNOTATION];
+  await until(() => annotation('default', 'server') === 'enabled', 'server redirection annotation');
+  await until(() => annotation('default', 'client') === 'enabled', 'client redirection annotation');
+  const iptablesIn = async (ns: string): Promise<string> => (await exec('ip', ['netns', 'exec', ns, 'iptables-save'])).stdout;
+  const netnsFd = (ns: string): number => {
+    const fd = openNetns(namedNetnsPath(ns));
+    fds.push(fd);
+    return fd;
+  };
 
-  // ---- the apps ----
-  const server = spawn('ip', ['netns', 'exec', serverNs, process.execPath, join(FIXTURES, 'app.js'), 'server', String(SERVER_PORT)], { stdio: 'pipe' });
-  server.on('error', () => {});
-  children.push(server);
-  await once(server.stdout, 'data');
+  // ---- a pod outside the mesh is untouched ----
+  t.is(annotation('legacy', 'legacy'), undefined);
+  t.notRegex(await iptablesIn(legacy.ns), /ISTIO_/, 'no redirection rules in the legacy pod');
+  t.deepEqual(await inpodListening(netnsFd(legacy.ns)), [false, false, false], 'no ztunnel listeners in the legacy pod');
+  t.is(annotation('late', 'late'), undefined, 'late is not enrolled while its namespace is not ambient');
 
-  const { stdout } = await exec('ip', ['netns', 'exec', clientNs, process.execPath, join(FIXTURES, 'client.js'), 'rounds', serverIp, String(SERVER_PORT), String(ROUNDS), '2000'], { timeout: 15_000 }).catch(async (err: unknown) => {
-    // What the namespaces and the data plane looked like, for the failure report.
-    for (const ns of [clientNs, serverNs, nodeA.name, nodeB.name]) {
-      t.log(ns, (await exec('ip', ['netns', 'exec', ns, 'sh', '-c', 'ip addr; ip route; ip rule; iptables-save -c; ss -tanp']).catch((e: unknown) => ({ stdout: String(e) }))).stdout);
-    }
-    t.log(log.records.filter((r) => (r['level'] as number) >= 40).map((r) => JSON.stringify(r)).join('\n'));
-    throw err;
+  // ---- the apps, and a capture on node A's link ----
+  const app = spawn('ip', ['netns', 'exec', server.ns, process.execPath, join(FIXTURES, 'app.js'), 'server', String(SERVER_PORT)], { stdio: 'pipe' });
+  app.on('error', () => {});
+  children.push(app);
+  await once(app.stdout, 'data');
+  const pcapPath = join(dir, 'link.pcap');
+  const tcpdump = spawn('ip', ['netns', 'exec', nodeA.name, 'tcpdump', '-Z', 'root', '-i', 'eth0', '-n', '--immediate-mode', '-U', '-s', '0', '-w', pcapPath, 'tcp'], { stdio: 'pipe' });
+  tcpdump.on('error', () => {});
+  children.push(tcpdump);
+  let tcpdumpErr = '';
+  await new Promise<void>((resolve, reject) => {
+    tcpdump.stderr.on('data', (d: Buffer) => {
+      tcpdumpErr += String(d);
+      const err = tcpdumpErr;
+      if (/listening on/.test(err)) resolve();
+    });
+    tcpdump.once('exit', () => reject(new Error(`tcpdump exited: ${tcpdumpErr}`)));
   });
-  const outcome = JSON.parse(stdout) as { byApp: Record<string, number>; errors: string[]; bytesEchoed: number };
-  t.deepEqual(outcome, { byApp: { server: ROUNDS }, errors: [], bytesEchoed: ROUNDS * 2000 }, 'every round echoed intact by the server');
+
+  const rounds = async (from: string | NetnsNode, count = ROUNDS, bytes = 2000): Promise<Rounds> => {
+    const where = typeof from === 'string' ? from : from.name;
+    const { stdout } = await exec('ip', ['netns', 'exec', where, process.execPath, join(FIXTURES, 'client.js'), 'rounds', ip.server, String(SERVER_PORT), String(count), String(bytes)], { timeout: 20_000 })
+      .catch(async (err: unknown) => {
+        for (const ns of [where, server.ns, nodeA.name, nodeB.name]) {
+          t.log(ns, (await exec('ip', ['netns', 'exec', ns, 'sh', '-c', 'ip addr; ip route; ip rule; iptables-save -c; ss -tanp']).catch((e: unknown) => ({ stdout: String(e) }))).stdout);
+        }
+        t.log(log.records.filter((r) => (r['level'] as number) >= 40).map((r) => JSON.stringify(r)).join('\n'));
+        throw err;
+      });
+    return JSON.parse(stdout) as Rounds;
+  };
+  const everyRound = (count = ROUNDS, bytes = 2000): Rounds => ({ byApp: { server: count }, errors: [], bytesEchoed: count * bytes });
+
+  t.deepEqual(await rounds(client.ns), everyRound(), 'every round echoed intact by the server');
 
   // ---- through the mesh ----
   const opened = 'istio_tcp_connections_opened_total';
@@ -307,8 +287,63 @@ test('two nodes: pods set up by a real CNI chain with ambient-cni are captured; 
   const fromClient = 'source_workload="client"';
   await until(async () => total(await metricsOf(ztB), opened, 'reporter="destination"', mtls, fromClient) >= ROUNDS, 'ztunnel B to count the inbound connections', 5000)
     .catch(() => {});
-  const metricsB = await metricsOf(ztB);
-  const metricsA = await metricsOf(ztA);
-  t.is(total(metricsB, opened, 'reporter="destination"', mtls, fromClient, 'destination_workload="server"'), ROUNDS, 'ztunnel B saw 5 mTLS connections from client');
-  t.is(total(metricsA, opened, 'reporter="source"', mtls, fromClient, 'destination_workload="server"'), ROUNDS, 'ztunnel A proxied 5 connections from client');
+  t.is(total(await metricsOf(ztB), opened, 'reporter="destination"', mtls, fromClient, 'destination_workload="server"'), ROUNDS, 'ztunnel B saw 5 mTLS connections from client');
+  t.is(total(await metricsOf(ztA), opened, 'reporter="source"', mtls, fromClient, 'destination_workload="server"'), ROUNDS, 'ztunnel A proxied 5 connections from client');
+
+  // The access log names both SPIFFE identities, on both sides.
+  const completed = log.records.filter((r) => r.msg === CONNECTION_COMPLETE && r['src.workload'] === 'client' && r['dst.workload'] === 'server');
+  t.true(completed.length >= 2 * ROUNDS, `a record per connection on each ztunnel (${completed.length})`);
+  for (const record of completed) {
+    t.is(record['src.identity'], 'spiffe://cluster.local/ns/default/sa/client');
+    t.is(record['dst.identity'], 'spiffe://cluster.local/ns/default/sa/server');
+  }
+
+  // What crossed between the nodes was TLS to 15008: no segment to the app port, no plaintext of the app.
+  tcpdump.kill('SIGINT');
+  await once(tcpdump, 'exit');
+  const segments = (await readPcap(pcapPath)).filter((s) => s.payload.length > 0);
+  const between = segments.filter((s) => [s.src, s.dst].some((a) => a === ip.client || a === ip.server));
+  t.true(between.length > 0, `the capture saw the pods talk (${segments.length} segments: ${segments.slice(0, 5).map((s) => `${s.src}:${s.sport}>${s.dst}:${s.dport}`).join(' ')})`);
+  t.deepEqual(between.filter((s) => s.sport !== 15008 && s.dport !== 15008).map((s) => `${s.src}:${s.sport}>${s.dst}:${s.dport}`), [], 'every segment is to or from 15008');
+  t.true(between.some((s) => s.dport === 15008 && s.payload[0] === 0x16 && s.payload[1] === 0x03), 'a TLS handshake record to 15008');
+  t.true(between.some((s) => s.payload[0] === 0x17 && s.payload[1] === 0x03), 'TLS application data records');
+  t.false(between.some((s) => s.payload.includes('server\n')), "the app's plaintext never crossed the link");
+
+  // ---- the legacy pod is not captured: its connection bypasses ztunnel A ----
+  const sourceTotal = async (): Promise<number> => total(await metricsOf(ztA), opened, 'reporter="source"');
+  const before = await sourceTotal();
+  t.deepEqual(await rounds(legacy.ns, 1), everyRound(1), 'legacy reaches the server (plaintext, permitted by policy)');
+  t.is(await sourceTotal(), before, 'ztunnel A proxied nothing for the legacy pod');
+
+  // ---- a kubelet-style probe from node B reaches the app, SNATed past ztunnel ----
+  t.deepEqual(await listProbeIps({ kind: 'name', name: nodeB.name }), [{ ip: ip.server, comment: uid.server }], 'the server is in node B\'s probe set');
+  const inboundB = async (): Promise<number> => total(await metricsOf(ztB), opened, 'reporter="destination"');
+  const inboundBefore = await inboundB();
+  t.deepEqual(await rounds(nodeB, 1, 100), everyRound(1, 100), 'the probe from the node reached the app');
+  t.is(await inboundB(), inboundBefore, 'the probe did not pass through ztunnel B');
+
+  // ---- labelling a namespace enrols its running pod ----
+  await addFakePodProcess(procRoots[0] ?? '', { pid: 5151, uid: uid.late, netns: late.ns });
+  fake.update('namespaces', { metadata: { name: 'late', labels: { [MODE]: 'ambient' } } });
+  await until(() => annotation('late', 'late') === 'enabled', 'late to be enrolled by the namespace label', 15_000);
+  t.regex(await iptablesIn(late.ns), /-j REDIRECT --to-ports 15001/);
+  const lateFd = netnsFd(late.ns);
+  t.deepEqual(await inpodListening(lateFd), [true, true, true], 'ztunnel A listens in the late pod');
+  t.deepEqual(await rounds(late.ns, 2), everyRound(2));
+  await until(async () => total(await metricsOf(ztA), opened, 'reporter="source"', mtls, 'source_workload="late"') === 2, 'ztunnel A to carry late\'s connections', 5000);
+
+  // ---- restarting ztunnel B loses no enrolled pod ----
+  await ztB.close();
+  ztunnels.splice(ztunnels.indexOf(ztB), 1);
+  ztB = await startNodeZtunnel(ztunnelConfigs[1]!, 'node-b');
+  t.deepEqual(await rounds(client.ns), everyRound(), 'client reaches the server through the new ztunnel B');
+  t.is(total(await metricsOf(ztB), opened, 'reporter="destination"', mtls, fromClient), ROUNDS, 'the new ztunnel B carried them');
+
+  // ---- deleting a pod takes its listeners and its probe-set entry away ----
+  t.true((await listProbeIps({ kind: 'name', name: nodeA.name })).some((e) => e.ip === ip.late));
+  fake.delete('pods', 'late', 'late');
+  await until(async () => (await inpodListening(lateFd)).every((up) => !up), 'ztunnel A to close the late pod\'s listeners', 10_000);
+  await until(async () => !(await listProbeIps({ kind: 'name', name: nodeA.name })).some((e) => e.ip === ip.late), 'late to leave the probe set', 5000);
+  t.false(agents[0]!.pods().some((p) => p.name === 'late'));
+  t.deepEqual((await listProbeIps({ kind: 'name', name: nodeA.name })).map((e) => e.ip), [ip.client], 'only the client stays in node A\'s probe set');
 });

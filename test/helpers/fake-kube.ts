@@ -25,7 +25,8 @@ import { parseYaml } from '../../src/core/yaml.ts';
  *   stream ends; `timeoutSeconds` ends the stream; `allowWatchBookmarks` lets `sendBookmarks()` reach the watcher;
  * - PATCH with `merge-patch+json` or `strategic-merge-patch+json` (both applied as a JSON merge patch: enough for
  *   labels, annotations and status);
- * - the `status` subresource where the real resource has one (pods, gateways, deployments, httproutes, grpcroutes):
+ * - the `status` subresource where the real resource has one (pods, services, deployments, the Istio and Gateway API
+ *   kinds):
  *   writes to the main resource keep the stored status, writes to `/status` change only the status (for pods also
  *   labels and annotations, as the pod status strategy allows: istio-cni patches its annotation there);
  * - server-side apply (PATCH `application/apply-patch+yaml`, `fieldManager` required, `force`): creates the object
@@ -81,15 +82,15 @@ const r = (group: string, version: string, kind: string, namespaced: boolean, st
 export const RESOURCES: Readonly<Record<FakeResource, ResourceInfo>> = {
   pods: r('', 'v1', 'Pod', true, true, ['spec.nodeName', 'spec.serviceAccountName', 'spec.hostNetwork', 'spec.restartPolicy', 'spec.schedulerName', 'status.phase', 'status.podIP', 'status.nominatedNodeName']),
   namespaces: r('', 'v1', 'Namespace', false, false, ['status.phase']),
-  services: r('', 'v1', 'Service', true, false, ['spec.clusterIP', 'spec.type']),
+  services: r('', 'v1', 'Service', true, true, ['spec.clusterIP', 'spec.type']),
   nodes: r('', 'v1', 'Node', false, false, ['spec.unschedulable']),
   serviceaccounts: r('', 'v1', 'ServiceAccount', true),
   endpointslices: r('discovery.k8s.io', 'v1', 'EndpointSlice', true),
   deployments: r('apps', 'v1', 'Deployment', true, true),
-  serviceentries: r('networking.istio.io', 'v1', 'ServiceEntry', true),
-  workloadentries: r('networking.istio.io', 'v1', 'WorkloadEntry', true),
-  authorizationpolicies: r('security.istio.io', 'v1', 'AuthorizationPolicy', true),
-  peerauthentications: r('security.istio.io', 'v1', 'PeerAuthentication', true),
+  serviceentries: r('networking.istio.io', 'v1', 'ServiceEntry', true, true),
+  workloadentries: r('networking.istio.io', 'v1', 'WorkloadEntry', true, true),
+  authorizationpolicies: r('security.istio.io', 'v1', 'AuthorizationPolicy', true, true),
+  peerauthentications: r('security.istio.io', 'v1', 'PeerAuthentication', true, true),
   gateways: r('gateway.networking.k8s.io', 'v1', 'Gateway', true, true),
   gatewayclasses: r('gateway.networking.k8s.io', 'v1', 'GatewayClass', false, true),
   httproutes: r('gateway.networking.k8s.io', 'v1', 'HTTPRoute', true, true),

@@ -5,7 +5,7 @@ import { ErrorCode } from '../../src/core/error-codes.ts';
 import { MeshError } from '../../src/core/errors.ts';
 import { Readiness, type ServerHandle } from '../../src/core/lifecycle.ts';
 import { createLogger } from '../../src/core/logger.ts';
-import { createMetricsRegistry, PROMETHEUS_CONTENT_TYPE } from '../../src/core/metrics.ts';
+import { createMetricsRegistry, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE } from '../../src/core/metrics.ts';
 import { startAdminServer, type AdminServerOptions } from '../../src/ztunnel/admin.ts';
 import { startReadinessServer } from '../../src/ztunnel/readiness-server.ts';
 import { startStatsServer } from '../../src/ztunnel/stats-server.ts';
@@ -202,7 +202,14 @@ test('stats: /metrics and /stats/prometheus expose recorded counters', async (t)
     const text = await res.text();
     t.is(sample(text, 'istio_tcp_connections_opened_total', { reporter: 'destination' }), 3);
     t.is(sample(text, 'istio_tcp_connections_opened_total', { reporter: 'source' }), 1);
-    t.true(text.includes('# TYPE istio_tcp_connections_opened counter'));
+    // The classic text format names a counter's HELP/TYPE as its samples; OpenMetrics, when asked for, by the base name.
+    t.true(text.includes('# TYPE istio_tcp_connections_opened_total counter'));
+    const om = await fetch(`${base(server)}${path}`, { headers: { accept: 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' } });
+    t.is(om.headers.get('content-type'), OPENMETRICS_CONTENT_TYPE);
+    const omText = await om.text();
+    t.true(omText.includes('# TYPE istio_tcp_connections_opened counter\n'));
+    t.is(sample(omText, 'istio_tcp_connections_opened_total', { reporter: 'destination' }), 3);
+    t.true(omText.endsWith('\n# EOF\n'));
   }
   counter.inc({ reporter: 'source' }, 2);
   const later = await (await fetch(`${base(server)}/metrics`)).text();

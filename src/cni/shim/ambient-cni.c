@@ -8,8 +8,10 @@
  *   CNI_COMMAND=VERSION     answered here, so it works with no agent running.
  *   anything else           stdin + the CNI_* variables go to the agent as
  *                             POST /cni  {"env":{"CNI_COMMAND":"ADD",...},"stdin":"<config>"}
- *                           over the unix socket $AMBIENT_CNI_SOCKET, default
- *                           /var/run/istio-cni/pluginevent.sock.
+ *                           over the unix socket <cni_agent_run_dir>/pluginevent.sock, where
+ *                           cni_agent_run_dir is the key of that name in the network config on
+ *                           stdin (as istio-cni finds its agent), default /var/run/istio-cni;
+ *                           $AMBIENT_CNI_SOCKET, when set, overrides it (for tests and debugging).
  *                           HTTP 200: the body is the CNI result; print it, exit 0.
  *                           other:    the body is a CNI error JSON; print it, exit 1.
  *   agent unreachable, timeout (30 s overall) or a malformed answer: print our own CNI error
@@ -362,13 +364,41 @@ static long dechunk(char *body, size_t len) {
   }
 }
 
+/*
+ * The agent's socket from the config's "cni_agent_run_dir" string: `<dir>/pluginevent.sock` in `out`.
+ * A plain scan, not a JSON parser: the key must be followed by a string without escapes, else (or when
+ * absent) the default is used. Returns `out`, or NULL for the default.
+ */
+static const char *socket_from_config(const struct buf *in, char *out, size_t cap) {
+  static const char key[] = "\"cni_agent_run_dir\"";
+  if (in->data == NULL) return NULL;
+  const char *at = memmem(in->data, in->len, key, sizeof key - 1);
+  if (at == NULL) return NULL;
+  const char *p = at + sizeof key - 1, *end = in->data + in->len;
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+  if (p >= end || *p++ != ':') return NULL;
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+  if (p >= end || *p++ != '"') return NULL;
+  const char *q = p;
+  while (q < end && *q != '"' && *q != '\\') q++;
+  if (q >= end || *q != '"' || q == p) return NULL;
+  size_t n = (size_t)(q - p);
+  static const char leaf[] = "/pluginevent.sock";
+  if (n + sizeof leaf > cap) return NULL;
+  memcpy(out, p, n);
+  memcpy(out + n, leaf, sizeof leaf);
+  return out;
+}
+
 static int forward(void) {
-  const char *path = getenv("AMBIENT_CNI_SOCKET");
-  if (path == NULL || path[0] == '\0') path = DEFAULT_SOCKET;
   long long deadline = now_ms() + TIMEOUT_MS;
 
   struct buf in = {0}, req = {0}, resp = {0};
   read_stdin(&in);
+  char from_config[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  const char *path = getenv("AMBIENT_CNI_SOCKET");
+  if (path == NULL || path[0] == '\0') path = socket_from_config(&in, from_config, sizeof from_config);
+  if (path == NULL) path = DEFAULT_SOCKET;
   build_request(&req, &in);
   free(in.data);
 

@@ -1,12 +1,12 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ErrorCode } from '../core/error-codes.ts';
-import { errorCode, errorMessage } from '../core/errors.ts';
-import { onceClose, type ServerHandle } from '../core/lifecycle.ts';
-import type { Logger } from '../core/logger.ts';
+import { ErrorCode } from './error-codes.ts';
+import { errorCode, errorMessage } from './errors.ts';
+import { onceClose, type ServerHandle } from './lifecycle.ts';
+import type { Logger } from './logger.ts';
 
-/** A request handler for one of the ztunnel HTTP listeners; `url` is already parsed. */
+/** A request handler for one of the small HTTP listeners (admin, stats, readiness); `url` is already parsed. */
 export type HttpRoute = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
 
 export interface HttpListenerOptions {
