@@ -7,7 +7,7 @@ import { errorCode, errorMessage, MeshError } from '../core/errors.ts';
 import type { Handle } from '../core/lifecycle.ts';
 import type { Logger } from '../core/logger.ts';
 import { startInformer, type InformerEvents } from '../workload-api/kube/informer.ts';
-import { KubePath, kubeRest, type KubeRest } from './kube-rest.ts';
+import { KubeApiError, KubePath, kubeRest, type KubeRest } from './kube-rest.ts';
 import { localWaypointEnv, loopbackAllocator, type LaunchedWaypoint, type WaypointLauncher } from './waypoint-launcher.ts';
 import {
   Annotation,
@@ -240,7 +240,10 @@ export function startWaypointController(options: WaypointControllerOptions): Way
       if (applied.get(key) !== json || !cached) {
         try {
           if (gw.metadata.annotations?.[Annotation.controllerVersion] !== CONTROLLER_VERSION) {
-            await api.mergePatch(KubePath.gateway(namespace, name), { metadata: { annotations: { [Annotation.controllerVersion]: CONTROLLER_VERSION } } }, CONTROLLER_FIELD_MANAGER);
+            // Bookkeeping only: without it (no patch right on gateways) the waypoint is still deployed.
+            await api
+              .mergePatch(KubePath.gateway(namespace, name), { metadata: { annotations: { [Annotation.controllerVersion]: CONTROLLER_VERSION } } }, CONTROLLER_FIELD_MANAGER)
+              .catch((err: unknown) => log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_APPLY_FAILED, gateway: key, err: errorMessage(err) }, `could not annotate the Gateway with ${Annotation.controllerVersion}; going on without it`));
           }
           await api.apply(KubePath.serviceAccount(namespace, serviceAccount.metadata.name), serviceAccount, CONTROLLER_FIELD_MANAGER, true);
           await api.apply(KubePath.deployment(namespace, deployment.metadata.name), deployment, CONTROLLER_FIELD_MANAGER, true);
@@ -378,6 +381,10 @@ export function startWaypointController(options: WaypointControllerOptions): Way
       if (status) await api.mergePatch(KubePath.gatewayClassStatus(WAYPOINT_CLASS), { status }, CONTROLLER_FIELD_MANAGER);
     } catch (err) {
       if (closed) return;
+      if (err instanceof KubeApiError && err.status === 403) {
+        log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_APPLY_FAILED, err: errorMessage(err) }, `not permitted to create or accept the ${WAYPOINT_CLASS} GatewayClass; create it by hand (controllerName ${'istio.io/mesh-controller'})`);
+        return;
+      }
       const delay = classBackoff.next();
       log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_APPLY_FAILED, err: errorMessage(err), retryInMs: Math.round(delay) }, `ensuring the ${WAYPOINT_CLASS} GatewayClass failed; retrying`);
       classTimer = setTimeout(() => void ensureGatewayClass(), delay);

@@ -19,6 +19,7 @@ import { snapshotJson } from './golden.ts';
  */
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'fake-waypoint.js');
+const AMBIENTD = join(import.meta.dirname, '..', '..', 'src', 'cli', 'ambientd.js');
 
 const MESH = `
 apiVersion: v1
@@ -126,4 +127,54 @@ test('renderOptionsFor: the control plane\'s names and addresses; normalizeGatew
   t.is(normalizeGateway({ metadata: {} }), undefined);
   t.is(normalizeGateway('x'), undefined);
   t.deepEqual(normalizeGateway({ metadata: { name: 'g' }, spec: { listeners: [{ port: '15008' }, null] } })?.spec, { gatewayClassName: '', listeners: [{ name: 'listener-0', port: -1, protocol: '' }, { name: 'listener-1', port: -1, protocol: '' }] });
+});
+
+test('local mode with the real `ambientd waypoint`: it runs on its own address, gets its certificate from this CA with the static token of its service account, and holds an xDS stream to this control plane', async (t) => {
+  const dir = await tempDir(t);
+  const out = await tempDir(t);
+  await writeFile(join(dir, 'mesh.yaml'), MESH);
+  await writeFile(join(dir, 'gateway.yaml'), GATEWAY);
+  const tokens = join(out, 'tokens');
+  await writeFile(tokens, '# local CA tokens\nwaypoint-secret prod/waypoint\n');
+  const rootCert = join(out, 'root-cert.pem');
+  const parsed = parseControlPlaneConfig(
+    { 'config-dir': dir, 'grpc-port': '0', 'monitoring-port': '0', 'readiness-port': '0', 'listen-address': '127.0.0.1', 'static-tokens': tokens, 'root-cert-out': rootCert },
+    {},
+  );
+  if (!parsed.ok) return t.fail(parsed.errors.join('\n'));
+  const log = captureLog();
+  const lines: string[] = [];
+  const feed = gatewayFeed();
+  let grpcPort = 0;
+  const cp = await startControlPlane(parsed.value, {
+    logger: log.logger,
+    extensions: [feed],
+    waypointController: waypointControllerHook({
+      image: 'unused',
+      localCommand: [process.execPath, AMBIENTD, 'waypoint'],
+      localArgs: ['--hbone-port', '0', '--stats-port', '0', '--readiness-port', '0'],
+      localBaseEnv: { PATH: process.env['PATH'] },
+      localOutput: (_key, _stream, line) => void lines.push(line),
+      localXdsAddress: () => `localhost:${grpcPort}`,
+      feed,
+    }),
+  });
+  t.teardown(() => cp.close());
+  void cp.ready.then(() => (grpcPort = cp.ports().grpc));
+  await cp.ready;
+  const startedLine = () => lines.map((l) => (l.startsWith('{') ? (JSON.parse(l) as Record<string, unknown>) : {})).find((r) => r['msg'] === 'waypoint started');
+  await until(() => startedLine() !== undefined, `the waypoint started: ${lines.slice(-5).join('\n')}`, 20_000);
+  const started = startedLine()!;
+  t.is(started['identity'], 'spiffe://cluster.local/ns/prod/sa/waypoint');
+  const records = () => lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.like(records().find((r) => r['msg'] === 'certificate issued'), { identity: 'spiffe://cluster.local/ns/prod/sa/waypoint' }, 'its certificate came from this CA, with its static token');
+  t.like(records().find((r) => r['msg'] === 'HBONE listening'), { address: '127.0.10.1' }, 'on its own address');
+  await until(() => cp.xdsStats().streams >= 1, 'it holds an xDS stream to this control plane');
+  // Ready once every type it asks for is answered; the waypoint's L7 types are not served by this
+  // control plane yet, so xds may still be pending, but nothing else (certificate, listeners) is.
+  const readiness = `http://127.0.10.1:${started['readiness'] as number}/healthz/ready`;
+  const res = await fetch(readiness);
+  const body = await res.text();
+  t.true(res.status === 200 || body.trim() === 'not ready, pending: xds', body);
+  t.false(lines.some((l) => l.includes('"level":"error"') || l.includes('"level":"fatal"')), lines.filter((l) => l.includes('error')).join('\n'));
 });

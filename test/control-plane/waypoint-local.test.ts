@@ -10,8 +10,9 @@ import { until } from '../helpers/prometheus.ts';
 
 /**
  * Local mode: the waypoint controller's decision starts real local processes through the production
- * launcher. `ambientd waypoint` does not exist on this branch yet, so the launched program is a small
- * fixture that reports its environment; the launcher runs whatever command it is given.
+ * launcher. The launched program is a small fixture that reports its environment and can be killed
+ * at will (the launcher runs whatever command it is given); waypoint-hook.test.ts runs the real
+ * `ambientd waypoint`.
  */
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'fake-waypoint.js');
@@ -75,6 +76,7 @@ test('localWaypointEnv: the Deployment env with the downward API resolved locall
   const env = localWaypointEnv(d, { address: '127.0.10.7', nodeName: 'laptop' });
   t.like(env, { POD_NAME: 'wp-local', POD_NAMESPACE: 'prod', INSTANCE_IP: '127.0.10.7', HOST_IP: '127.0.10.7', SERVICE_ACCOUNT: 'wp', NODE_NAME: 'laptop', XDS_ADDRESS: '127.0.0.1:15012', GATEWAY_NAME: 'wp', ISTIO_META_WORKLOAD_NAME: 'wp' });
   t.false(Object.values(env).some((v) => v.startsWith('fieldRef')));
+  t.false(['AUTH_TOKEN', 'XDS_ROOT_CA', 'CA_ROOT_CA'].some((k) => k in env), 'paths into the pod\'s volumes are left out');
   const next = loopbackAllocator();
   t.deepEqual([next('a/x'), next('b/y'), next('a/x')], ['127.0.10.1', '127.0.10.2', '127.0.10.1']);
 });
