@@ -20,8 +20,8 @@ import { canonicalName, canonicalRevision, servicePortsForPod, TUNNEL_LABEL, wor
  *   `addresses`, anything else → `hostname`; network, service account, locality (`region/zone/subzone`), `weight`
  *   → capacity; always HEALTHY; its services are the selecting ServiceEntries and Kubernetes Services.
  * - Not done: auto-allocated VIPs for entries without addresses, DNS-resolution entries without endpoints (the
- *   implicit per-host workload), hostname collisions between several entries (each is published as written; a
- *   Kubernetes Service with the same key wins).
+ *   implicit per-host workload). Host collisions in a namespace (the translator): a Kubernetes Service wins, else
+ *   the oldest entry; the losers report a problem.
  */
 
 const SE_PROTOCOLS: Readonly<Record<string, AppProtocol>> = { HTTP: 'HTTP11', HTTP2: 'HTTP2', GRPC: 'GRPC', HTTPS: 'TLS', TLS: 'TLS', TCP: 'TCP' };
@@ -119,6 +119,7 @@ function entryWorkload(
   services: Map<string, Port[]>,
   path: string,
   report: Report,
+  bindingCondition: boolean,
 ): Workload | undefined {
   const namespace = owner.metadata?.namespace ?? '';
   const address = spec.address ?? '';
@@ -138,7 +139,7 @@ function entryWorkload(
   }
   const locality = parseLocality(spec.locality);
   // A WorkloadEntry's own labels (metadata) and spec labels both select and both name it.
-  const binding = resolveWaypoint(view, { metadata: { ...owner.metadata, labels } }, 'workload', report);
+  const binding = resolveWaypoint(view, { metadata: { ...owner.metadata, labels } }, 'workload', report, bindingCondition);
   return {
     uid,
     name,
@@ -187,7 +188,7 @@ export function serviceEntryWorkloads(view: ClusterView, se: ServiceEntry, repor
   (se.spec?.endpoints ?? []).forEach((ep, i) => {
     const labels = { ...labelsOf(se), ...(ep.labels ?? {}) };
     const uid = serviceEntryWorkloadUid(view.settings.clusterId, namespace, name, ep.address ?? '');
-    const w = entryWorkload(view, se, uid, name, ep, labels, entryServiceMap(se, ep.ports, new Report()), `spec.endpoints[${i}]`, report);
+    const w = entryWorkload(view, se, uid, name, ep, labels, entryServiceMap(se, ep.ports, new Report()), `spec.endpoints[${i}]`, report, false);
     if (w) out.push(w);
   });
   return out;
@@ -215,5 +216,5 @@ export function workloadEntryToWorkload(view: ClusterView, we: WorkloadEntry, re
     const hostname = serviceHostname(svc.metadata?.name ?? '', namespace, view.settings.domainSuffix);
     services.set(`${namespace}/${hostname}`, servicePortsForPod(svc, new Map(Object.entries(spec.ports ?? {}))));
   }
-  return entryWorkload(view, we, workloadEntryUid(view.settings.clusterId, namespace, name), name, spec, labels, services, 'spec', report);
+  return entryWorkload(view, we, workloadEntryUid(view.settings.clusterId, namespace, name), name, spec, labels, services, 'spec', report, true);
 }

@@ -9,6 +9,7 @@ import {
   labelsOf, objectKey, selectorMatches, type EndpointSlice, type Gateway, type GatewayClass, type KubeAuthorizationPolicy, type KubeObject,
   type KubeService, type Namespace, type Node, type PeerAuthentication, type Pod, type ServiceEntry, type WorkloadEntry,
 } from './kube-objects.ts';
+import { conformObject } from './conform.ts';
 import { endpointSliceWorkloads } from './endpoint-slice.ts';
 import { convertPeerAuthentication, staticStrictPolicy, STATIC_STRICT_NAME } from './peer-authentication.ts';
 import { Report, type ObjectReport } from './report.ts';
@@ -112,6 +113,8 @@ const splitRef = (ref: Ref): [string, string] => {
   return [ref.slice(0, i), ref.slice(i + 1)];
 };
 const STATIC_REF = refOf('StaticPolicy', STATIC_STRICT_NAME);
+/** Kinds translated into resources of their own (their reports come from the flush). */
+const COMPUTED_KINDS: ReadonlySet<string> = new Set(['Pod', 'Service', 'ServiceEntry', 'WorkloadEntry', 'AuthorizationPolicy', 'PeerAuthentication', 'EndpointSlice']);
 
 interface Published {
   readonly addresses: readonly string[];
@@ -159,11 +162,18 @@ export class Translator extends EventEmitter<TranslatorEvents> {
   /** namespace → policy key → selector, for the sent WORKLOAD_SELECTOR policies. */
   readonly #selectorPolicies = new Map<string, Map<string, Readonly<Record<string, string>>>>();
   readonly #published = new Map<Ref, Published>();
+  /** typeUrl\0name → the source that last wrote it. */
+  readonly #owners = new Map<string, Ref>();
   readonly #reports = new Map<Ref, ObjectReport>();
   /** waypoint key → refs that looked it up; and back. */
   readonly #waypointUsers = new Map<string, Set<Ref>>();
   readonly #usedWaypoints = new Map<Ref, Set<string>>();
   readonly #dirty = new Set<Ref>();
+  /** Status set over the sources' (local mode), and the objects as the sources gave them. */
+  readonly #statusOverlay = new Map<Ref, Readonly<Record<string, unknown>>>();
+  readonly #sourceObjects = new Map<Ref, KubeObject>();
+  /** Fields dropped at the door (wrong types), per object. */
+  readonly #inputProblems = new Map<Ref, readonly string[]>();
   readonly #pendingExtension = new Map<TranslatorExtension, ObjectChange[]>();
   #held = 0;
   #scheduled = false;
@@ -201,12 +211,22 @@ export class Translator extends EventEmitter<TranslatorEvents> {
 
   /** Applies one object change from a source. */
   change(change: ObjectChange): void {
-    const { kind, type, object } = change;
+    const { kind, type } = change;
+    const conformed = conformObject(kind, this.#withOverlay(kind, change.object));
+    const object = conformed.object;
     const key = objectKey(object);
     if (!object.metadata?.name) {
-      this.#setReport(refOf(kind, key || '<unnamed>'), kind, key || '<unnamed>', { problems: ['metadata.name: required; object ignored'], conditions: [] });
+      const name = key || '<unnamed>';
+      this.#setReport(refOf(kind, name), kind, name, { problems: [...conformed.problems, 'metadata.name: required; object ignored'], conditions: [] });
       return;
     }
+    const ref = refOf(kind, key);
+    if (type === 'upsert') this.#sourceObjects.set(ref, change.object);
+    else this.#sourceObjects.delete(ref);
+    if (type === 'upsert' && conformed.problems.length > 0) this.#inputProblems.set(ref, conformed.problems);
+    else this.#inputProblems.delete(ref);
+    // Kinds without outputs of their own report their input problems now.
+    if (!COMPUTED_KINDS.has(kind)) this.#setReport(ref, kind, key, { problems: [...(this.#inputProblems.get(ref) ?? [])], conditions: [] });
     const previous = this.#objects.get(kind)?.get(key);
     if (type === 'upsert') this.#store(kind, key, object, previous);
     else if (previous) this.#unstore(kind, key, previous);
@@ -215,6 +235,25 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     this.#markDependents(kind, key, current, previous);
     for (const ext of this.#extensions) if (ext.kinds.includes(kind)) this.#pendingExtension.get(ext)!.push(change);
     this.#schedule();
+  }
+
+  /**
+   * Sets (or with undefined, clears) the `status` of an object over what its source says, and keeps it there
+   * across later changes from the source. For local mode, where no API server holds status: the waypoint
+   * controller publishes a Gateway's address with `overlayStatus('Gateway', ns, name, { addresses: [...] })`.
+   */
+  overlayStatus(kind: string, namespace: string | undefined, name: string, status: Readonly<Record<string, unknown>> | undefined): void {
+    const key = namespace ? `${namespace}/${name}` : name;
+    const ref = refOf(kind, key);
+    if (status === undefined) this.#statusOverlay.delete(ref);
+    else this.#statusOverlay.set(ref, status);
+    const source = this.#sourceObjects.get(ref);
+    if (source) this.change({ kind, type: 'upsert', object: source });
+  }
+
+  #withOverlay(kind: string, obj: KubeObject): KubeObject {
+    const status = this.#statusOverlay.get(refOf(kind, objectKey(obj)));
+    return status === undefined ? obj : ({ ...obj, status } as KubeObject);
   }
 
   /** Recomputes everything (what the first full push does). */
@@ -292,6 +331,7 @@ export class Translator extends EventEmitter<TranslatorEvents> {
       for (const ref of dirty) {
         const [kind, key] = splitRef(ref);
         const report = new Report();
+        report.problems.push(...(this.#inputProblems.get(ref) ?? []));
         let outputs: Outputs;
         try {
           outputs = this.#compute(kind, key, report);
@@ -300,10 +340,21 @@ export class Translator extends EventEmitter<TranslatorEvents> {
           outputs = { addresses: new Map(), policies: new Map(), workloads: 0 };
         }
         const before = this.#published.get(ref) ?? EMPTY_PUBLISHED;
-        for (const name of before.addresses) if (!outputs.addresses.has(name)) count(this.#snapshot.delete(TypeUrl.address, name));
-        for (const name of before.policies) if (!outputs.policies.has(name)) count(this.#snapshot.delete(TypeUrl.authorization, name));
-        for (const [name, bytes] of outputs.addresses) count(this.#snapshot.set(TypeUrl.address, name, bytes));
-        for (const [name, bytes] of outputs.policies) count(this.#snapshot.set(TypeUrl.authorization, name, bytes));
+        // A name another source has taken over since (a host moving between ServiceEntries) is not ours to delete.
+        const drop = (typeUrl: string, name: string) => {
+          const owner = `${typeUrl}\u0000${name}`;
+          if (this.#owners.get(owner) !== ref) return;
+          this.#owners.delete(owner);
+          count(this.#snapshot.delete(typeUrl, name));
+        };
+        const put = (typeUrl: string, name: string, bytes: Buffer) => {
+          this.#owners.set(`${typeUrl}\u0000${name}`, ref);
+          count(this.#snapshot.set(typeUrl, name, bytes));
+        };
+        for (const name of before.addresses) if (!outputs.addresses.has(name)) drop(TypeUrl.address, name);
+        for (const name of before.policies) if (!outputs.policies.has(name)) drop(TypeUrl.authorization, name);
+        for (const [name, bytes] of outputs.addresses) put(TypeUrl.address, name, bytes);
+        for (const [name, bytes] of outputs.policies) put(TypeUrl.authorization, name, bytes);
         if (outputs.addresses.size === 0 && outputs.policies.size === 0) this.#published.delete(ref);
         else this.#published.set(ref, { addresses: [...outputs.addresses.keys()], policies: [...outputs.policies.keys()], workloads: outputs.workloads });
         this.#trackWaypoints(ref, report.waypoints);
@@ -475,6 +526,8 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         break;
       case 'ServiceEntry': {
         this.#dirty.add(refOf(kind, key));
+        // Host collisions: the namespace's other entries may win or lose a host now.
+        this.#markNamespace('ServiceEntry', ns);
         this.#markNamespace('WorkloadEntry', ns);
         break;
       }
@@ -547,8 +600,15 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         if (!se) break;
         const ns = nsOf(se);
         const k8sHostnames = new Set([...this.#inNamespace<KubeService>('Service', ns)].map((s) => `${s.metadata?.name ?? ''}.${ns}.svc.${this.settings.domainSuffix}`));
+        const older = (other: ServiceEntry) => {
+          const a = other.metadata?.creationTimestamp ?? '';
+          const b = se.metadata?.creationTimestamp ?? '';
+          return a !== b ? a < b : (other.metadata?.name ?? '') < (se.metadata?.name ?? '');
+        };
         for (const s of serviceEntryServices(this.view, se, report)) {
+          const winner = [...this.#inNamespace<ServiceEntry>('ServiceEntry', ns)].find((o) => o !== se && (o.spec?.hosts ?? []).includes(s.hostname) && older(o));
           if (k8sHostnames.has(s.hostname)) report.problem('spec.hosts', `${s.hostname} is a Kubernetes Service's hostname; the Service wins`);
+          else if (winner) report.problem('spec.hosts', `${s.hostname} is also a host of the older ServiceEntry ${ns}/${winner.metadata?.name ?? ''}, which wins`);
           else service(s);
         }
         for (const w of serviceEntryWorkloads(this.view, se, report)) workload(w);

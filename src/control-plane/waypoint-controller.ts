@@ -67,8 +67,9 @@ export interface LocalModeOptions {
   readonly gateways: ObjectFeed<Gateway>;
   readonly launcher: WaypointLauncher;
   /**
-   * Each Gateway's status when it changes or the source's copy lacks it (`undefined` once the
-   * Gateway is gone). Its only address is the waypoint's IP: no Service carries the hostname here.
+   * Each Gateway's status when it changes (`undefined` once the Gateway is gone). Its only address is
+   * the waypoint's IP: no Service carries the hostname here. The receiver keeps it over what the
+   * source says (the translator's `overlayStatus`).
    */
   readonly onStatus?: (key: string, status: GatewayStatus | undefined, gateway: Gateway | undefined) => void;
   /** The address each waypoint gets (its INSTANCE_IP and the Gateway address); 127.0.10.N by default. */
@@ -348,8 +349,7 @@ export function startWaypointController(options: WaypointControllerOptions): Way
     }
     const before = statuses.get(key) ?? gw.status;
     const status = waypointStatus({ ...gw, ...(before ? { status: before } : {}) }, decision, { metadata: { name: decision.name }, spec: { clusterIP: entry.address } }, now(), { hostname: false });
-    // Told again when the source's copy lacks it (a reloaded file carries no status).
-    if (!statuses.has(key) || !sameStatus(statuses.get(key), status) || !sameStatus(gw.status, status)) {
+    if (!statuses.has(key) || !sameStatus(statuses.get(key), status)) {
       statuses.set(key, status);
       m.onStatus?.(key, status, gw);
     }

@@ -19,7 +19,8 @@ import { decideWaypoint, normalizeGateway, type Gateway, type GatewayStatus, typ
  * - local mode (`--config-dir`): the Gateways come from the translator (through `gatewayFeed`, a
  *   translator extension that sees every Gateway change of the folder), each waypoint becomes a local
  *   process, and what a cluster would add is given back to the translator: the Gateway's status
- *   address, and a Pod for the waypoint instance (so it has a Workload and an identity in the mesh).
+ *   address (`overlayStatus`, kept across reloads of the folder), and a Pod for the waypoint instance
+ *   (so it has a Workload and an identity in the mesh).
  */
 
 /** A translator extension that is also a Gateway feed for the controller: every Gateway the sources deliver. */
@@ -156,7 +157,9 @@ function translatorWriter(translator: Translator, logger: Logger, render: Waypoi
     const pod = gw && address ? localWaypointPod(gw, render, address, nodeName) : undefined;
     translator.hold();
     try {
-      if (gateway && status) translator.change({ kind: 'Gateway', type: 'upsert', object: { ...(gateway as unknown as KubeObject), status } as KubeObject });
+      // Kept over what the config folder says, across its reloads.
+      const [namespace, name] = [key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1)];
+      translator.overlayStatus('Gateway', namespace, name, status ? { ...status } : undefined);
       const before = pods.get(key);
       if (before && before.metadata?.name !== pod?.metadata?.name) translator.change({ kind: 'Pod', type: 'delete', object: before });
       if (pod) {

@@ -103,16 +103,17 @@ export function waypointReference(view: ClusterView, obj: KubeObject): { readonl
 
 /**
  * The waypoint of `obj` as a `service` (Service, ServiceEntry) or a `workload` (Pod, WorkloadEntry). Sets the
- * `istio.io/WaypointBound` condition on `report` and records the waypoint key it looked up.
+ * `istio.io/WaypointBound` condition on `report` (services and WorkloadEntries: where Istio writes it) and records
+ * the waypoint key it looked up.
  */
-export function resolveWaypoint(view: ClusterView, obj: KubeObject, as: 'service' | 'workload', report: Report): WaypointBinding {
+export function resolveWaypoint(view: ClusterView, obj: KubeObject, as: 'service' | 'workload', report: Report, setCondition: boolean = as === 'service'): WaypointBinding {
   if (as === 'service' && MANAGED_WAYPOINT_VALUES.has(labelsOf(obj)[MANAGED_LABEL] ?? '')) return { kind: 'none' };
   const ref = waypointReference(view, obj);
   if (ref === undefined || ref === 'none') return { kind: 'none' };
   const key = `${ref.namespace}/${ref.name}`;
   report.waypoints.add(key);
   const unbound = (reason: 'WaypointIsNotReady' | 'AttachmentDenied' | 'UnsupportedTrafficType', message: string): WaypointBinding => {
-    if (as === 'service') report.condition(WAYPOINT_BOUND, 'False', reason, message);
+    if (setCondition) report.condition(WAYPOINT_BOUND, 'False', reason, message);
     return { kind: 'unbound', key, reason, message };
   };
   const gw = view.gateway(ref.namespace, ref.name);
@@ -126,7 +127,7 @@ export function resolveWaypoint(view: ClusterView, obj: KubeObject, as: 'service
     if (as === 'workload' && ref.inherited) return { kind: 'ignored', key };
     return unbound('UnsupportedTrafficType', `waypoint ${key} accepts ${traffic} traffic, not ${as} traffic`);
   }
-  if (as === 'service') report.condition(WAYPOINT_BOUND, 'True', 'WaypointAccepted', `bound to ${key}`);
+  if (setCondition) report.condition(WAYPOINT_BOUND, 'True', 'WaypointAccepted', `bound to ${key}`);
   return { kind: 'bound', key, address };
 }
 

@@ -267,3 +267,66 @@ test('canary waypoint: weighted_waypoints [primary 100-w, canary w] with the pri
   const fromNamespace = translate([waypoint('wp', 'ns1'), waypoint('wp2', 'ns1'), ns('ns1', { 'istio.io/use-waypoint': 'wp', 'istio.io/use-waypoint-canary': 'wp2' }, { 'istio.io/use-waypoint-canary-weight': '50' }), svc('s', {})]);
   t.deepEqual(fromNamespace.service(SVC)?.weightedWaypoints.map((w) => w.weight), [50, 50]);
 });
+
+test('ServiceEntry host collisions: a Kubernetes Service wins, else the oldest entry; the loser reports it', (t) => {
+  const se = (name: string, created: string, hosts: string[]): Obj => [
+    'ServiceEntry',
+    { metadata: { name, namespace: 'ns1', creationTimestamp: created }, spec: { hosts, ports: [{ number: 80, name: 'http', protocol: 'HTTP' }] } } as KubeObject,
+  ];
+  const { json, translator } = translate([svc('s', {}), se('young', '2026-02-01T00:00:00Z', ['shared.example.com', 's.ns1.svc.cluster.local']), se('old', '2025-01-01T00:00:00Z', ['shared.example.com'])]);
+  t.is((json.addresses['ns1/shared.example.com'] as { service: { name: string } }).service.name, 'old');
+  t.is((json.addresses[SVC] as { service: { name: string } }).service.name, 's');
+  t.deepEqual(translator.reportOf('ServiceEntry', 'ns1', 'young')?.problems, [
+    'spec.hosts: shared.example.com is also a host of the older ServiceEntry ns1/old, which wins',
+    "spec.hosts: s.ns1.svc.cluster.local is a Kubernetes Service's hostname; the Service wins",
+  ]);
+  t.is(translator.reportOf('ServiceEntry', 'ns1', 'old'), undefined);
+});
+
+test('a host moves to the next oldest ServiceEntry when the winner goes, whatever the recompute order (names have one owner)', (t) => {
+  for (const order of [['old', 'young'], ['young', 'old']]) {
+    const snapshot = new ResourceSnapshot();
+    const translator = new Translator({ snapshot, autoFlush: false });
+    const se = (name: string, created: string): KubeObject => ({ metadata: { name, namespace: 'ns1', creationTimestamp: created }, spec: { hosts: ['shared.example.com'], ports: [{ number: 80 }] } }) as KubeObject;
+    const entries: Record<string, KubeObject> = { old: se('old', '2025-01-01T00:00:00Z'), young: se('young', '2026-01-01T00:00:00Z') };
+    for (const name of order) translator.change({ kind: 'ServiceEntry', type: 'upsert', object: entries[name]! });
+    translator.flush();
+    t.is((snapshotJson(snapshot).addresses['ns1/shared.example.com'] as { service: { name: string } }).service.name, 'old');
+    // The young entry changes in the same batch, so it is recomputed before the old one's deletion.
+    translator.change({ kind: 'ServiceEntry', type: 'upsert', object: { ...entries['young']!, metadata: { ...entries['young']!.metadata, labels: { touched: 'yes' } } } });
+    translator.change({ kind: 'ServiceEntry', type: 'delete', object: entries['old']! });
+    translator.flush();
+    t.is((snapshotJson(snapshot).addresses['ns1/shared.example.com'] as { service: { name: string } } | undefined)?.service.name, 'young', order.join(','));
+    translator.change({ kind: 'ServiceEntry', type: 'delete', object: entries['young']! });
+    translator.flush();
+    t.is(snapshotJson(snapshot).addresses['ns1/shared.example.com'], undefined);
+  }
+});
+
+test('Workload.authorization_policies: sent selector policies of its namespace and the root namespace that match, sorted, then PeerAuthentication\'s', (t) => {
+  const ap = (namespace: string, name: string, spec: Record<string, unknown>, annotations: Record<string, string> = {}): Obj => ['AuthorizationPolicy', { metadata: { name, namespace, annotations }, spec } as KubeObject];
+  const match = { selector: { matchLabels: { app: 'web' } }, rules: [{}] };
+  const { workload } = translate([
+    pod('p'),
+    ap('ns1', 'z-local', match),
+    ap('ns1', 'a-local', match),
+    ap('istio-system', 'mesh-wide', match),
+    ap('ns2', 'elsewhere', match),
+    ap('ns1', 'not-matching', { selector: { matchLabels: { app: 'db' } }, rules: [{}] }),
+    ap('ns1', 'namespace-scope', { rules: [{}] }),
+    ap('ns1', 'custom', { ...match, action: 'CUSTOM', provider: { name: 'x' } }),
+    ap('ns1', 'dry', match, { 'istio.io/dry-run': 'true' }),
+    ap('ns1', 'at-waypoint', { ...match, targetRefs: [{ kind: 'Gateway', name: 'wp' }] }),
+    ['PeerAuthentication', { metadata: { name: 'default', namespace: 'istio-system' }, spec: { mtls: { mode: 'STRICT' } } } as KubeObject],
+  ]);
+  t.deepEqual(workload(UID)?.authorizationPolicies, ['istio-system/istio_converted_static_strict', 'istio-system/mesh-wide', 'ns1/a-local', 'ns1/z-local']);
+});
+
+test('WorkloadEntry waypoint binding: bound to a workload waypoint, with the WaypointBound condition Istio sets on it', (t) => {
+  const we = (name: string, wp: string): Obj => ['WorkloadEntry', { metadata: { name, namespace: 'ns1', labels: { 'istio.io/use-waypoint': wp } }, spec: { address: '192.0.2.1' } } as KubeObject];
+  const { workload, translator } = translate([waypoint('wl', 'ns1', { 'istio.io/waypoint-for': 'workload' }), waypoint('svc-only', 'ns1'), we('vm1', 'wl'), we('vm2', 'svc-only')]);
+  t.deepEqual(workload('Kubernetes/networking.istio.io/WorkloadEntry/ns1/vm1')?.waypoint, HOST_WP('wl', 'ns1'));
+  t.like(translator.reportOf('WorkloadEntry', 'ns1', 'vm1')?.conditions[0], { type: 'istio.io/WaypointBound', status: 'True' });
+  t.is(workload('Kubernetes/networking.istio.io/WorkloadEntry/ns1/vm2')?.waypoint, undefined);
+  t.like(translator.reportOf('WorkloadEntry', 'ns1', 'vm2')?.conditions[0], { type: 'istio.io/WaypointBound', status: 'False', reason: 'UnsupportedTrafficType' });
+});

@@ -112,6 +112,13 @@ test('local mode: a Gateway in the folder runs a local waypoint; the Service bou
   t.like(waypointWorkload(addresses)?.workload, { addresses: ['127.0.10.1'], serviceAccount: 'waypoint', namespace: 'prod' });
   t.like(cp.translator.reportOf('Service', 'prod', 'echo')?.conditions.find((c) => c.type === 'istio.io/WaypointBound'), { status: 'True' });
 
+  // A reload of the folder (the Gateway file rewritten, with no status in it) keeps the address, and the same process.
+  await writeFile(join(dir, 'gateway.yaml'), GATEWAY.replace('  namespace: prod\n', '  namespace: prod\n  labels:\n    team: books\n'));
+  await until(() => cp.translator.object('Gateway', 'prod', 'waypoint')?.metadata?.labels?.['team'] === 'books', 'the rewritten Gateway is loaded');
+  await until(() => cp.translator.stats().flushes > 0 && serviceOf(snapshotJson(cp.snapshot).addresses)?.service.waypoint !== undefined, 'still bound');
+  t.like(cp.translator.object('Gateway', 'prod', 'waypoint'), { status: { addresses: [{ type: 'IPAddress', value: '127.0.10.1' }] } });
+  t.is(reports.length, 1, 'not restarted: what the process gets did not change');
+
   await rm(join(dir, 'gateway.yaml'));
   await until(() => stopped.length === 1, 'the local waypoint stopped');
   await until(() => serviceOf(snapshotJson(cp.snapshot).addresses)?.service.waypoint === undefined, 'the Service is unbound');
