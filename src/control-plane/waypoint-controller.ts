@@ -382,7 +382,11 @@ export function startWaypointController(options: WaypointControllerOptions): Way
     } catch (err) {
       if (closed) return;
       if (err instanceof KubeApiError && err.status === 403) {
-        log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_APPLY_FAILED, err: errorMessage(err) }, `not permitted to create or accept the ${WAYPOINT_CLASS} GatewayClass; create it by hand (controllerName ${'istio.io/mesh-controller'})`);
+        log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_APPLY_FAILED, err: errorMessage(err) }, `not permitted to create or accept the ${WAYPOINT_CLASS} GatewayClass; create it by hand (controllerName istio.io/mesh-controller)`);
+        return;
+      }
+      if (err instanceof KubeApiError && err.status === 404) {
+        log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_APPLY_FAILED, err: errorMessage(err) }, `the Gateway API is not served (its CRDs are not installed): no ${WAYPOINT_CLASS} GatewayClass and no waypoints until they are`);
         return;
       }
       const delay = classBackoff.next();

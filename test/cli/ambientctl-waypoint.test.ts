@@ -28,8 +28,8 @@ interface Cluster {
 }
 
 /** The fake API server, and the waypoint controller against it unless `controller` is false. */
-async function cluster(t: { teardown(fn: () => Promise<void>): void }, options: { readonly controller?: boolean } = {}): Promise<Cluster> {
-  const fake = await startFakeKube();
+async function cluster(t: { teardown(fn: () => Promise<void>): void }, options: { readonly controller?: boolean; readonly omitGroups?: readonly string[] } = {}): Promise<Cluster> {
+  const fake = await startFakeKube(options.omitGroups ? { omitGroups: options.omitGroups } : {});
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(fake.kubeconfigPath);
   const controller =
@@ -218,4 +218,15 @@ test('list, status and delete: istioctl\'s tables and messages, only istio-waypo
   t.is(noArgs.stderr, 'Error: must specify a waypoint name or delete all using --all or delete specific revision using --revision\n');
   const both = await c.ctl('delete', '--all', 'x');
   t.is(both.stderr, 'Error: cannot specify waypoint names when deleting all waypoints\n');
+});
+
+test('apply without the Gateway API installed: istioctl\'s hint to install the CRDs; list says why it cannot list', async (t) => {
+  const c = await cluster(t, { controller: false, omitGroups: ['gateway.networking.k8s.io'] });
+  c.fake.create('namespaces', { metadata: { name: 'prod' } });
+  const out = await c.ctl('apply', '-n', 'prod');
+  t.is(out.code, 1);
+  t.regex(out.stderr, /^Error: missing Kubernetes Gateway CRDs need to be installed before applying a waypoint: PATCH \/apis\/gateway\.networking\.k8s\.io\/v1\/namespaces\/prod\/gateways\/waypoint: HTTP 404 NotFound/);
+  const list = await c.ctl('list', '-n', 'prod');
+  t.is(list.code, 1);
+  t.regex(list.stderr, /HTTP 404 NotFound/);
 });
