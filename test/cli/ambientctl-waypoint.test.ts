@@ -230,3 +230,20 @@ test('apply without the Gateway API installed: istioctl\'s hint to install the C
   t.is(list.code, 1);
   t.regex(list.stderr, /HTTP 404 NotFound/);
 });
+
+test('no kubeconfig and no cluster: generate still works, the others say what is missing', async (t) => {
+  const home = await tempDir(t);
+  const run = async (...args: string[]) =>
+    execFileP(process.execPath, [AMBIENTCTL, 'waypoint', ...args], { env: { PATH: process.env['PATH'] ?? '', HOME: home } }).then(
+      (r) => ({ ...r, code: 0 }),
+      (e: { stdout: string; stderr: string; code: number }) => e,
+    );
+  const gen = await run('generate', '-n', 'prod');
+  t.is(gen.code, 0);
+  t.regex(gen.stdout, /namespace: prod/);
+  const list = await run('list');
+  t.is(list.code, 1);
+  t.is(list.stderr, 'Error: no kubeconfig (--kubeconfig, $KUBECONFIG or ~/.kube/config) and not running in a cluster\n');
+  const missing = await run('list', '--kubeconfig', join(home, 'nope'));
+  t.is(missing.stderr, `Error: kubeconfig ${join(home, 'nope')} not found\n`);
+});
