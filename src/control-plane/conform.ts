@@ -73,7 +73,9 @@ const SCHEMAS: Partial<Record<Kind, Schema>> = {
       endpoints: [WORKLOAD_ENTRY_SPEC],
       workloadSelector: { labels: 'string-map' },
       subjectAltNames: STRINGS,
+      exportTo: STRINGS,
     },
+    status: { addresses: [{ host: 'string', value: 'string' }] },
   },
   WorkloadEntry: { metadata: META, spec: WORKLOAD_ENTRY_SPEC },
   AuthorizationPolicy: {

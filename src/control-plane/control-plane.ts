@@ -102,6 +102,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
       rootNamespace: config.rootNamespace,
       systemNamespace: config.systemNamespace,
       enableDryRun: config.enableDryRun,
+      autoAllowWaypointPolicy: config.autoAllowWaypointPolicy,
     },
     ...(options.extensions ? { extensions: options.extensions } : {}),
   });

@@ -16,6 +16,7 @@ import { Report, type ObjectReport } from './report.ts';
 import { kubeServiceToService } from './service.ts';
 import { serviceEntryServices, serviceEntryWorkloads, workloadEntryToWorkload } from './service-entry.ts';
 import { DEFAULT_SETTINGS, type ClusterView, type TranslatorSettings } from './view.ts';
+import { GATEWAY_NAME_LABEL, waypointAllowPolicy } from './waypoint.ts';
 import { podToWorkload } from './workload.ts';
 
 /**
@@ -157,6 +158,8 @@ export class Translator extends EventEmitter<TranslatorEvents> {
   /** kind → namespace → key → object (namespaced kinds). */
   readonly #byNamespace = new Map<string, Map<string, Map<string, KubeObject>>>();
   readonly #podsByNode = new Map<string, Set<string>>();
+  /** waypoint key → pod key → service account, of the waypoints' instance pods. */
+  readonly #waypointPods = new Map<string, Map<string, string>>();
   /** pod key → EndpointSlice keys that point at it. */
   readonly #slicesByPod = new Map<string, Set<string>>();
   /** namespace → policy key → selector, for the sent WORKLOAD_SELECTOR policies. */
@@ -263,6 +266,7 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     for (const key of this.#keys('ServiceEntry')) this.#dirty.add(refOf('ServiceEntry', key));
     for (const key of this.#keys('WorkloadEntry')) this.#dirty.add(refOf('WorkloadEntry', key));
     for (const key of this.#keys('EndpointSlice')) this.#dirty.add(refOf('EndpointSlice', key));
+    for (const key of this.#keys('Gateway')) this.#dirty.add(refOf('WaypointPolicy', key));
     for (const key of this.#keys('AuthorizationPolicy')) this.#dirty.add(refOf('AuthorizationPolicy', key));
     for (const key of this.#keys('PeerAuthentication')) this.#dirty.add(refOf('PeerAuthentication', key));
     this.#dirty.add(STATIC_REF);
@@ -407,6 +411,13 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     if (kind === 'Pod') {
       const node = (obj as Pod).spec?.nodeName;
       if (node) addTo(this.#podsByNode, node, key);
+      const gw = labelsOf(obj)[GATEWAY_NAME_LABEL];
+      if (gw) {
+        const wk = `${ns}/${gw}`;
+        let pods = this.#waypointPods.get(wk);
+        if (!pods) this.#waypointPods.set(wk, (pods = new Map()));
+        pods.set(key, (obj as Pod).spec?.serviceAccountName || 'default');
+      }
     } else if (kind === 'EndpointSlice') {
       for (const podKey of this.#slicePods(obj as EndpointSlice)) addTo(this.#slicesByPod, podKey, key);
     } else if (kind === 'Namespace' && obj.metadata?.name === this.settings.systemNamespace) {
@@ -430,6 +441,10 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     if (kind === 'Pod') {
       const node = (obj as Pod).spec?.nodeName;
       if (node) removeFrom(this.#podsByNode, node, key);
+      const gw = labelsOf(obj)[GATEWAY_NAME_LABEL];
+      const pods = gw ? this.#waypointPods.get(`${ns}/${gw}`) : undefined;
+      pods?.delete(key);
+      if (pods?.size === 0) this.#waypointPods.delete(`${ns}/${gw}`);
     } else if (kind === 'EndpointSlice') {
       for (const podKey of this.#slicePods(obj as EndpointSlice)) removeFrom(this.#slicesByPod, podKey, key);
     }
@@ -472,6 +487,15 @@ export class Translator extends EventEmitter<TranslatorEvents> {
       case 'WorkloadEntry':
       case 'AuthorizationPolicy':
         this.#dirty.add(refOf(kind, key));
+        if (kind === 'Pod') {
+          // A waypoint's instance pods: its allow policy, and what is bound to it.
+          for (const p of [current, previous]) {
+            const gw = p ? labelsOf(p)[GATEWAY_NAME_LABEL] : undefined;
+            if (!gw) continue;
+            this.#dirty.add(refOf('WaypointPolicy', `${ns}/${gw}`));
+            for (const ref of this.#waypointUsers.get(`${ns}/${gw}`) ?? []) this.#dirty.add(ref);
+          }
+        }
         if (kind === 'AuthorizationPolicy') {
           const selectors = [current, previous].map((p) => (p ? policySelector(p as KubeAuthorizationPolicy) : undefined));
           this.#markWorkloadsMatching(ns === this.settings.rootNamespace ? undefined : ns, selectors);
@@ -507,6 +531,7 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         break;
       }
       case 'Gateway':
+        this.#dirty.add(refOf('WaypointPolicy', key));
         for (const ref of this.#waypointUsers.get(key) ?? []) this.#dirty.add(ref);
         break;
       case 'GatewayClass':
@@ -634,6 +659,11 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         if (pa) policy(convertPeerAuthentication(pa, { rootNamespace: this.settings.rootNamespace, peerAuthentications: (ns) => this.view.peerAuthentications(ns) }, report));
         break;
       }
+      case 'WaypointPolicy': {
+        const gw = this.settings.autoAllowWaypointPolicy ? this.#get<Gateway>('Gateway', key) : undefined;
+        if (gw) policy(waypointAllowPolicy(this.view, gw));
+        break;
+      }
       case 'StaticPolicy':
         if ((this.#objects.get('PeerAuthentication')?.size ?? 0) > 0) policy(staticStrictPolicy(this.settings.rootNamespace));
         break;
@@ -689,6 +719,7 @@ export class Translator extends EventEmitter<TranslatorEvents> {
       gatewayClass: (name) => self.#get<GatewayClass>('GatewayClass', name),
       authorizationPolicies: (ns) => self.#inNamespace<KubeAuthorizationPolicy>('AuthorizationPolicy', ns),
       peerAuthentications: (ns) => self.#inNamespace<PeerAuthentication>('PeerAuthentication', ns),
+      waypointServiceAccounts: (ns, name) => [...new Set(self.#waypointPods.get(`${ns}/${name}`)?.values() ?? [])].sort(),
       *selectorPolicies(ns) {
         for (const [key, selector] of self.#selectorPolicies.get(ns) ?? []) yield { key, selector };
       },

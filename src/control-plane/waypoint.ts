@@ -1,5 +1,6 @@
 import { canonicalIp } from '../workload-api/convert.ts';
-import type { GatewayAddress } from '../workload-api/types.ts';
+import type { AuthorizationPolicy, GatewayAddress } from '../workload-api/types.ts';
+import { emptyMatch } from './authorization.ts';
 import { labelSelectorMatches, labelsOf, type Gateway, type KubeObject } from './kube-objects.ts';
 import { Report } from './report.ts';
 import type { ClusterView } from './view.ts';
@@ -166,4 +167,33 @@ export function canaryWaypoints(
     { destination: primary, weight: 100 - weight },
     { destination: canary.address, weight },
   ];
+}
+
+export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+
+/** `istio_allow_waypoint_<ns>_<name>`, in the waypoint's namespace. */
+export function waypointPolicyName(namespace: string, name: string): string {
+  return `istio_allow_waypoint_${namespace}_${name}`;
+}
+
+/**
+ * `PILOT_AUTO_ALLOW_WAYPOINT_POLICY` (reference istio-ambient.md §3.7): per waypoint an ALLOW policy (its namespace,
+ * WORKLOAD_SELECTOR) with the exact principals of its instance pods' service accounts, listed by every workload
+ * bound to it directly or through one of its services. None while the waypoint has no instance pod (an ALLOW with
+ * no principal would allow everyone).
+ */
+export function waypointAllowPolicy(view: ClusterView, gw: Gateway): AuthorizationPolicy | undefined {
+  const namespace = gw.metadata?.namespace ?? '';
+  const name = gw.metadata?.name ?? '';
+  if (!isWaypointGateway(view, gw)) return undefined;
+  const accounts = view.waypointServiceAccounts(namespace, name);
+  if (accounts.length === 0) return undefined;
+  return {
+    name: waypointPolicyName(namespace, name),
+    namespace,
+    scope: 'WORKLOAD_SELECTOR',
+    action: 'ALLOW',
+    rules: [{ clauses: [{ matches: [{ ...emptyMatch(), principals: accounts.map((sa) => ({ kind: 'exact' as const, value: `${view.settings.trustDomain}/ns/${namespace}/sa/${sa}` })) }] }] }],
+    dryRun: false,
+  };
 }

@@ -149,3 +149,13 @@ test('an unreachable API server: not ready (pending tasks named), no gRPC port, 
   await cp.close();
   t.is(await ready, 'rejected');
 });
+
+test('the API server gone: a certificate request is UNAVAILABLE (not UNAUTHENTICATED), and a cached token still works', async (t) => {
+  const fake = await cluster(t);
+  fake.registerToken('productpage', { username: 'system:serviceaccount:bookinfo:bookinfo-productpage' });
+  const cp = await controlPlane(t, {}, { KUBECONFIG: fake.kubeconfigPath });
+  t.regex(await request(cp, 'productpage', 'bookinfo', 'bookinfo-productpage', false), /^issued/);
+  await fake.close();
+  t.regex(await request(cp, 'productpage', 'bookinfo', 'bookinfo-productpage', false), /^issued/, 'accepted tokens are remembered for a while');
+  t.regex(await request(cp, 'other', 'bookinfo', 'bookinfo-productpage', false), /refused: .*UNAVAILABLE: cannot authenticate the caller: TokenReview failed/);
+});
