@@ -3,6 +3,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseControlPlaneConfig } from '../../src/control-plane/config.ts';
 import { startControlPlane } from '../../src/control-plane/control-plane.ts';
+import { l7Extension } from '../../src/control-plane/l7/extension.ts';
 import { processWaypointLauncher } from '../../src/control-plane/waypoint-launcher.ts';
 import { gatewayFeed, renderOptionsFor, waypointControllerHook } from '../../src/control-plane/waypoint-hook.ts';
 import { normalizeGateway } from '../../src/control-plane/waypoint-objects.ts';
@@ -136,7 +137,7 @@ test('renderOptionsFor: the control plane\'s names and addresses; normalizeGatew
   t.deepEqual(normalizeGateway({ metadata: { name: 'g' }, spec: { listeners: [{ port: '15008' }, null] } })?.spec, { gatewayClassName: '', listeners: [{ name: 'listener-0', port: -1, protocol: '' }, { name: 'listener-1', port: -1, protocol: '' }] });
 });
 
-test('local mode with the real `ambientd waypoint`: it runs on its own address, gets its certificate from this CA with the static token of its service account, and holds an xDS stream to this control plane', async (t) => {
+test('local mode with the real `ambientd waypoint`: it runs on its own address, gets its certificate from this CA with the static token of its service account, and turns ready on this control plane\'s xDS (the L7 types included)', async (t) => {
   const dir = await tempDir(t);
   const out = await tempDir(t);
   await writeFile(join(dir, 'mesh.yaml'), MESH);
@@ -155,7 +156,7 @@ test('local mode with the real `ambientd waypoint`: it runs on its own address, 
   let grpcPort = 0;
   const cp = await startControlPlane(parsed.value, {
     logger: log.logger,
-    extensions: [feed],
+    extensions: [l7Extension({ logger: log.logger }), feed],
     waypointController: waypointControllerHook({
       image: 'unused',
       localCommand: [process.execPath, AMBIENTD, 'waypoint'],
@@ -177,11 +178,15 @@ test('local mode with the real `ambientd waypoint`: it runs on its own address, 
   t.like(records().find((r) => r['msg'] === 'certificate issued'), { identity: 'spiffe://cluster.local/ns/prod/sa/waypoint' }, 'its certificate came from this CA, with its static token');
   t.like(records().find((r) => r['msg'] === 'HBONE listening'), { address: '127.0.10.1' }, 'on its own address');
   await until(() => cp.xdsStats().streams >= 1, 'it holds an xDS stream to this control plane');
-  // Ready once every type it asks for is answered; the waypoint's L7 types are not served by this
-  // control plane yet, so xds may still be pending, but nothing else (certificate, listeners) is.
+  // With the L7 types served as ambientd control-plane serves them, every type it asks for is answered: ready.
   const readiness = `http://127.0.10.1:${started['readiness'] as number}/healthz/ready`;
-  const res = await fetch(readiness);
-  const body = await res.text();
-  t.true(res.status === 200 || body.trim() === 'not ready, pending: xds', body);
+  let body = '';
+  await until(async () => {
+    const res = await fetch(readiness);
+    body = await res.text();
+    return res.status === 200;
+  }, 'the waypoint is ready', 20_000).catch((err: Error) => {
+    throw new Error(`${err.message}; readiness says: ${body}`);
+  });
   t.false(lines.some((l) => l.includes('"level":"error"') || l.includes('"level":"fatal"')), lines.filter((l) => l.includes('error')).join('\n'));
 });
