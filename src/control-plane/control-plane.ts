@@ -14,7 +14,7 @@ import { xdsService, type XdsService } from '../workload-api/xds-server.ts';
 import { nodeAuthorizer, parseStaticTokens, staticTokenAuthenticator, tokenReviewAuthenticator } from './ca-auth.ts';
 import type { ControlPlaneConfig } from './config.ts';
 import { startDirSource, type DirSource } from './dir-source.ts';
-import { sendText, startHttp } from './http.ts';
+import { sendText, startHttpListener } from '../core/http-listener.ts';
 import type { Pod } from './kube-objects.ts';
 import { startKubeSource, type KubeSource } from './kube-source.ts';
 import { startStatusWriter } from './status-writer.ts';
@@ -138,7 +138,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
   let waypoints: Handle | undefined;
   let kubeConfig: KubeConfig | undefined;
 
-  const monitoring = await startHttp(config.listenAddress, config.monitoringPort, log, async (req, res, url) => {
+  const monitoring = await startHttpListener({ host: config.listenAddress, port: config.monitoringPort, logger: log, name: 'monitoring' }, async (req, res, url) => {
     if (url.pathname === '/debug/problems' && req.method === 'GET') {
       // Every object whose translation found problems, with what and its conditions: the counts' details.
       const body = JSON.stringify(translator.problems(), null, 2);
@@ -165,7 +165,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
   });
   let readinessServer;
   try {
-    readinessServer = await startHttp(config.listenAddress, config.readinessPort, log, (_req, res, url) => {
+    readinessServer = await startHttpListener({ host: config.listenAddress, port: config.readinessPort, logger: log, name: 'readiness' }, (_req, res, url) => {
       if (url.pathname !== '/healthz/ready') return sendText(res, 404, 'not found\n');
       const report = readiness.report();
       return report.ready ? sendText(res, 200, 'ready') : sendText(res, 503, `not ready, pending: ${report.pending.join(', ')}`);
