@@ -30,7 +30,7 @@ ${Object.entries(CNI_AGENT_FLAGS).map(([f, env]) => `    --${f} (${env})`).join(
 usage: ambientd control-plane [flags]
   Delta ADS and the CA on 15012 (gRPC over TLS), metrics on 15014, readiness on 15021; from the Kubernetes API
   (KUBECONFIG, else in-cluster) or, with --config-dir, a folder of YAML objects. Also CLUSTER_ID, TRUST_DOMAIN,
-  POD_NAMESPACE, CA_TRUSTED_NODE_ACCOUNTS, WAYPOINT_IMAGE (the image of waypoint Deployments), ...; each flag
+  POD_NAMESPACE, CA_TRUSTED_NODE_ACCOUNTS, ...; each flag
   overrides the environment variable named after it:
 ${Object.entries(CONTROL_PLANE_FLAGS).map(([f, env]) => `    --${f} (${env})`).join('\n')}
 usage: ambientd waypoint [flags]
@@ -123,10 +123,10 @@ async function controlPlane(args: readonly string[]): Promise<number> {
   const config = configOrUsage('control-plane', errors, parseControlPlaneConfig(flags, process.env));
   if (!config) return 2;
   const logger = createLogger({ level: config.logLevel });
-  // The waypoint controller: Deployments in a cluster (image WAYPOINT_IMAGE), local `ambientd waypoint` processes with --config-dir.
+  // The waypoint controller: Deployments in a cluster (image --waypoint-image), local `ambientd waypoint` processes with --config-dir.
   const feed = gatewayFeed();
   const waypointController = waypointControllerHook({
-    image: process.env['WAYPOINT_IMAGE'] || 'ambient-node:0.1.0',
+    image: config.waypointImage,
     // The same node and runtime flags this process runs with (bin/ambientd's), for each local waypoint.
     localCommand: [process.execPath, ...process.execArgv, process.argv[1] as string, 'waypoint'],
     localBaseEnv: { PATH: process.env['PATH'] },

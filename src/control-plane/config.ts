@@ -54,6 +54,8 @@ export interface ControlPlaneConfig {
   readonly enableStatus: boolean;
   /** `LOG_LEVEL` (`info`). */
   readonly logLevel: LogLevel;
+  /** `--waypoint-image` / `WAYPOINT_IMAGE` (`ambient-node:0.1.0`): the image of waypoint Deployments (kubernetes mode). */
+  readonly waypointImage: string;
 }
 
 export const ControlPlaneEnv = {
@@ -77,6 +79,7 @@ export const ControlPlaneEnv = {
   enableStatus: 'AMBIENT_ENABLE_STATUS',
   autoAllowWaypointPolicy: 'PILOT_AUTO_ALLOW_WAYPOINT_POLICY',
   logLevel: 'LOG_LEVEL',
+  waypointImage: 'WAYPOINT_IMAGE',
 } as const;
 
 /** Flags and the variable each overrides. */
@@ -94,8 +97,10 @@ export const CONTROL_PLANE_FLAGS: Readonly<Record<string, string>> = Object.free
   'serving-dns': ControlPlaneEnv.servingDns,
   'static-tokens': ControlPlaneEnv.staticTokens,
   'log-level': ControlPlaneEnv.logLevel,
+  'waypoint-image': ControlPlaneEnv.waypointImage,
 });
 
+export const DEFAULT_WAYPOINT_IMAGE = 'ambient-node:0.1.0';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const DNS_LABELS = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
@@ -175,6 +180,7 @@ export function parseControlPlaneConfig(flags: Readonly<Record<string, string>>,
     enableStatus: bool(ControlPlaneEnv.enableStatus, true),
     autoAllowWaypointPolicy: bool(ControlPlaneEnv.autoAllowWaypointPolicy, false),
     logLevel: logLevel ?? 'info',
+    waypointImage: text(ControlPlaneEnv.waypointImage, DEFAULT_WAYPOINT_IMAGE),
   };
   if (errors.length > 0) return fail(...errors);
   return ok(Object.freeze(config));

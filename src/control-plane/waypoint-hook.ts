@@ -56,7 +56,7 @@ export function gatewayFeed(): GatewayFeedExtension {
 }
 
 export interface WaypointHookOptions {
-  /** The image of the waypoint Deployments (kubernetes mode); `WAYPOINT_IMAGE` in the CLI. */
+  /** The image of the waypoint Deployments (kubernetes mode): the config's `waypointImage` (`WAYPOINT_IMAGE`). */
   readonly image: string;
   /** Local mode: how to start `ambientd waypoint`, e.g. `[process.execPath, <ambientd.js>, 'waypoint']`. */
   readonly localCommand: readonly string[];
