@@ -17,7 +17,7 @@ function findRoot(from: string): string {
 
 const root = findRoot(import.meta.dirname);
 const committed = join(root, 'src', 'workload-api', 'generated');
-const PROTOS = ['workload.proto', 'authorization.proto', 'zds.proto', 'citadel.proto', 'discovery.proto'];
+const PROTOS = ['workload.proto', 'authorization.proto', 'zds.proto', 'citadel.proto', 'discovery.proto', 'l7.proto'];
 
 function files(dir: string): string[] {
   return readdirSync(dir, { recursive: true, withFileTypes: true })

@@ -1,12 +1,17 @@
 #!/usr/bin/env node
 import { CNI_AGENT_FLAGS, parseCniAgentConfig } from '../cni/agent-config.ts';
 import { startCniAgent } from '../cni/agent.ts';
+import { CONTROL_PLANE_FLAGS, parseControlPlaneConfig } from '../control-plane/config.ts';
+import { startControlPlane } from '../control-plane/control-plane.ts';
+import { gatewayFeed, waypointControllerHook } from '../control-plane/waypoint-hook.ts';
 import { errorCode, errorMessage } from '../core/errors.ts';
 import { createLogger, type Logger, type LogLevel } from '../core/logger.ts';
 import type { Result } from '../core/result.ts';
 import { parseZtunnelConfig, ZTUNNEL_FLAGS } from '../ztunnel/config.ts';
 import { startZtunnel } from '../ztunnel/ztunnel.ts';
 import { parseFlags } from './flags.ts';
+import { parse as parseWaypointConfig, WAYPOINT_FLAGS } from '../waypoint/config.ts';
+import { startWaypoint } from '../waypoint/waypoint.ts';
 
 /**
  * `ambientd <component> [--flag value | --flag=value ...]`: the node daemons. Exit codes: 0 after a
@@ -21,6 +26,16 @@ usage: ambientd cni-agent [flags]
   The node agent (plugin event socket, ZDS server, pod reconciliation). NODE_NAME is required; each
   flag overrides the environment variable named after it:
 ${Object.entries(CNI_AGENT_FLAGS).map(([f, env]) => `    --${f} (${env})`).join('\n')}
+usage: ambientd control-plane [flags]
+  Delta ADS and the CA on 15012 (gRPC over TLS), metrics on 15014, readiness on 15021; from the Kubernetes API
+  (KUBECONFIG, else in-cluster) or, with --config-dir, a folder of YAML objects. Also CLUSTER_ID, TRUST_DOMAIN,
+  POD_NAMESPACE, CA_TRUSTED_NODE_ACCOUNTS, WAYPOINT_IMAGE (the image of waypoint Deployments), ...; each flag
+  overrides the environment variable named after it:
+${Object.entries(CONTROL_PLANE_FLAGS).map(([f, env]) => `    --${f} (${env})`).join('\n')}
+usage: ambientd waypoint [flags]
+  The L7 proxy (HBONE 15008, stats 15020, readiness 15021). POD_NAMESPACE and SERVICE_ACCOUNT name its
+  identity; XDS_ADDRESS, CA_ADDRESS, LOCAL_XDS_PATH, L7_CONFIG_PATH, FAKE_CA, PATH_NORMALIZATION, LOG_LEVEL; flags:
+${WAYPOINT_FLAGS.map((f) => `    --${f}`).join('\n')}
 `;
 
 /** The configuration, or exit code 2 with every problem and the usage on stderr. */
@@ -102,6 +117,63 @@ async function cniAgent(args: readonly string[]): Promise<number> {
   return 0;
 }
 
+async function controlPlane(args: readonly string[]): Promise<number> {
+  const { flags, errors } = parseFlags(args);
+  const config = configOrUsage('control-plane', errors, parseControlPlaneConfig(flags, process.env));
+  if (!config) return 2;
+  const logger = createLogger({ level: config.logLevel });
+  // The waypoint controller: Deployments in a cluster (image WAYPOINT_IMAGE), local `ambientd waypoint` processes with --config-dir.
+  const feed = gatewayFeed();
+  const waypointController = waypointControllerHook({
+    image: process.env['WAYPOINT_IMAGE'] || 'ambient-node:0.1.0',
+    // The same node and runtime flags this process runs with (bin/ambientd's), for each local waypoint.
+    localCommand: [process.execPath, ...process.execArgv, process.argv[1] as string, 'waypoint'],
+    localBaseEnv: { PATH: process.env['PATH'] },
+    localXdsAddress: () => `localhost:${cp?.ports().grpc ?? config.grpcPort}`,
+    feed,
+  });
+  let cp: Awaited<ReturnType<typeof startControlPlane>> | undefined;
+  try {
+    cp = await startControlPlane(config, { logger, waypointController, ...(config.mode === 'local' ? { extensions: [feed] } : {}) });
+  } catch (err) {
+    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'control plane failed to start');
+    return 1;
+  }
+  const running = cp;
+  const signals = closeOnSignals(logger, () => running.close());
+  try {
+    await running.ready;
+  } catch (err) {
+    if (signals.requested()) {
+      await signals.closed;
+      return 0;
+    }
+    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'control plane failed to start');
+    await running.close();
+    return 1;
+  }
+  await signals.closed;
+  return 0;
+}
+
+async function waypoint(args: readonly string[]): Promise<number> {
+  const { flags, errors } = parseFlags(args);
+  const config = configOrUsage('waypoint', errors, parseWaypointConfig(flags, process.env));
+  if (!config) return 2;
+  const logger = createLogger({ level: config.logLevel });
+  let app;
+  try {
+    app = await startWaypoint(config, { logger, env: process.env });
+  } catch (err) {
+    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'waypoint failed to start');
+    return 1;
+  }
+  const running = app;
+  closeOnSignals(logger, () => running.close());
+  await app.stopped;
+  return 0;
+}
+
 const [component, ...rest] = process.argv.slice(2);
 switch (component) {
   case 'ztunnel':
@@ -109,6 +181,12 @@ switch (component) {
     break;
   case 'cni-agent':
     process.exitCode = await cniAgent(rest);
+    break;
+  case 'control-plane':
+    process.exitCode = await controlPlane(rest);
+    break;
+  case 'waypoint':
+    process.exitCode = await waypoint(rest);
     break;
   default:
     process.stderr.write(USAGE);

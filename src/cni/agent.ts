@@ -38,8 +38,9 @@ import { startZdsServer, type ZdsServer, type ZdsTimeouts } from './zds-server.t
  * - The plugin installer runs inside the agent (istio-cni's install-cni does both in one process); `/readyz`
  *   waits for it and for the agent.
  * - The host probe rules and ipsets (§1.9) are deleted and re-created at start (10 tries, 2 s apart, then the
- *   start fails), re-synced from the snapshot, and kept per pod: IPs added after the ZDS ack, removed first on
- *   RemovePodFromMesh, only where the entry's comment is the pod uid.
+ *   start fails), re-synced from the snapshot, and kept per pod: IPs added after the ZDS ack, re-asserted when
+ *   an enrolled pod's IPs change, removed first on RemovePodFromMesh, only where the entry's comment is the
+ *   pod uid.
  * - Startup reconcile of in-pod rules (§1.7, `AMBIENT_RECONCILE_POD_RULES_ON_STARTUP`): every snapshotted pod
  *   whose netns was found gets `applyInpodRules`, which already replaces stale rules in one atomic
  *   iptables-restore transaction per table, so istio-cni's temporary DROP guardrails are not needed.
@@ -349,7 +350,14 @@ export async function startCniAgent(config: CniAgentConfig, options: CniAgentOpt
     if (captured && isPodTerminal(view)) return removePodFromMesh(old ?? pod, true);
     const should = isAmbientPod(view, namespaceView(namespaces.get(undefined, namespace), namespace), config.enrollment).enroll && !isPodTerminal(view);
     const changeNeeded = (current === Redirection.Enabled) !== should || current === Redirection.Pending;
-    if (!changeNeeded) return;
+    if (!changeNeeded) {
+      // §1.9: an enrolled pod whose IPs changed gets its probe-set entries re-asserted.
+      if (should && old !== undefined && podIps(old).join(',') !== podIps(pod).join(',') && podIps(pod).length > 0) {
+        await removeProbeIps(config.hostNetns, view.uid, config.hostProbe);
+        await addProbeIps(config.hostNetns, view.uid, podIps(pod), config.hostProbe);
+      }
+      return;
+    }
     if (!should) return removePodFromMesh(pod, false);
     const ips = podIps(pod);
     if (ips.length === 0) return;

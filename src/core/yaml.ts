@@ -1,4 +1,4 @@
-import { LineCounter, parseDocument } from 'yaml';
+import { LineCounter, parseAllDocuments, parseDocument } from 'yaml';
 import { errorMessage } from './errors.ts';
 import { fail, ok, type Result } from './result.ts';
 
@@ -22,4 +22,29 @@ export function parseYaml(text: string, maxAliasCount = 100): Result<unknown> {
   } catch (err) {
     return fail(`<root>: ${errorMessage(err)}`);
   }
+}
+
+/**
+ * Every document of a multi-document YAML stream (`---` separated), each as `parseYaml` would give it: one Result
+ * per document, so one bad document does not hide the others. Empty documents come back as null.
+ */
+export function parseYamlAll(text: string, maxAliasCount = 100): Array<Result<unknown>> {
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { uniqueKeys: true, prettyErrors: false, lineCounter });
+  const list = Array.isArray(docs) ? docs : [docs];
+  return list.map((doc) => {
+    if (doc.errors.length > 0) {
+      return fail(
+        ...doc.errors.map((e) => {
+          const { line, col } = lineCounter.linePos(e.pos[0]);
+          return `line ${line}, column ${col}: ${e.message}`;
+        }),
+      );
+    }
+    try {
+      return ok(doc.toJS({ maxAliasCount }));
+    } catch (err) {
+      return fail(`<root>: ${errorMessage(err)}`);
+    }
+  });
 }

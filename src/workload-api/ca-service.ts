@@ -14,14 +14,20 @@ import { grpcPackageDefinition } from './proto.ts';
 /** The request metadata key a node proxy uses to ask for a workload's identity (Istio's `ImpersonatedIdentity`). */
 export const IMPERSONATED_IDENTITY = 'ImpersonatedIdentity';
 
-/** Who is calling: from the call's metadata (a bearer token today; Kubernetes TokenReview later). */
+/** What an authenticator learned about the caller beyond its identity (e.g. the node its pod runs on). */
+export interface CallerContext {
+  /** The node of the caller's pod, when the credential says (a bound token's node-name / pod-name). */
+  readonly node?: string;
+}
+
+/** Who is calling: from the call's metadata (a static bearer token, or a Kubernetes TokenReview). */
 export interface CaAuthenticator {
-  authenticate(metadata: Metadata): Promise<Result<{ readonly identity: SpiffeId }>>;
+  authenticate(metadata: Metadata): Promise<Result<{ readonly identity: SpiffeId } & CallerContext>>;
 }
 
 /** Whether an authenticated caller may obtain a certificate for another identity. */
 export interface ImpersonationAuthorizer {
-  mayImpersonate(caller: SpiffeId, requested: SpiffeId): boolean;
+  mayImpersonate(caller: SpiffeId, requested: SpiffeId, context: CallerContext): boolean;
 }
 
 /** The default: nobody may impersonate. */
@@ -89,7 +95,7 @@ export type SigningDecision = { readonly ok: true; readonly identity: SpiffeId; 
  * Which identity a call may be signed for: the impersonated one when the request asks for it and
  * the caller may, else the caller's own. Pure; the handler does the IO around it.
  */
-export function signingIdentity(caller: SpiffeId, request: IstioCertificateRequest__Output, authorizer: ImpersonationAuthorizer): SigningDecision {
+export function signingIdentity(caller: SpiffeId, request: IstioCertificateRequest__Output, authorizer: ImpersonationAuthorizer, context: CallerContext = {}): SigningDecision {
   const value = request.metadata?.fields?.[IMPERSONATED_IDENTITY];
   if (value === undefined) return { ok: true, identity: caller, impersonated: false };
   if (value.kind !== 'stringValue' || typeof value.stringValue !== 'string') {
@@ -102,7 +108,7 @@ export function signingIdentity(caller: SpiffeId, request: IstioCertificateReque
     return refuse(status.INVALID_ARGUMENT, `metadata.${IMPERSONATED_IDENTITY}: ${requested.errors.join('; ')}`, ErrorCode.IDENTITY_INVALID_SPIFFE_ID);
   }
   if (spiffeIdEquals(requested.value, caller)) return { ok: true, identity: caller, impersonated: false };
-  if (!authorizer.mayImpersonate(caller, requested.value)) {
+  if (!authorizer.mayImpersonate(caller, requested.value, context)) {
     return refuse(status.PERMISSION_DENIED, `${formatSpiffeId(caller)} may not request certificates for ${value.stringValue}`, ErrorCode.CA_PERMISSION_DENIED);
   }
   return { ok: true, identity: requested.value, impersonated: true };
@@ -121,7 +127,7 @@ export function caService(options: CaServiceOptions): GrpcService {
   type Outcome = { readonly ok: true; readonly certChain: string[]; readonly identity: SpiffeId } | ({ readonly ok: false; readonly identity?: SpiffeId } & Refusal);
 
   async function handle(call: ServerUnaryCall<IstioCertificateRequest__Output, IstioCertificateResponse>, fields: Record<string, unknown>): Promise<Outcome> {
-    let authenticated: Result<{ readonly identity: SpiffeId }>;
+    let authenticated: Result<{ readonly identity: SpiffeId } & CallerContext>;
     try {
       authenticated = await options.authenticator.authenticate(call.metadata);
     } catch (err) {
@@ -134,7 +140,8 @@ export function caService(options: CaServiceOptions): GrpcService {
     const request = call.request;
     const asked = request.metadata?.fields?.[IMPERSONATED_IDENTITY]?.stringValue;
     if (asked) fields['requested'] = asked.slice(0, 256);
-    const decision = signingIdentity(caller, request, authorizer);
+    const decision = signingIdentity(caller, request, authorizer, authenticated.value.node !== undefined ? { node: authenticated.value.node } : {});
+    if (authenticated.value.node !== undefined) fields['callerNode'] = authenticated.value.node;
     if (!decision.ok) return decision;
     fields['impersonated'] = decision.impersonated;
     const identity = decision.identity;

@@ -18,3 +18,9 @@ export * from './zds.ts';
 // Types only: @kubernetes/client-node takes ~0.5 s to load, so the informer itself is imported from './kube/index.ts'
 // by the processes that watch Kubernetes (cni agent, control plane), and the proxies do not pay for it.
 export type { Informer, InformerOptions, InformerEvents, KubeObject } from './kube/informer.ts';
+export * from './encode.ts';
+export * from './l7-types.ts';
+export * from './l7-store.ts';
+export * from './l7-handlers.ts';
+export * from './l7-local.ts';
+export { routeConfigurationFromWire, destinationPolicyFromWire, l7AuthorizationFromWire } from './l7-convert.ts';

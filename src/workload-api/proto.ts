@@ -7,6 +7,10 @@ import protobuf from 'protobufjs';
 export const TypeUrl = {
   address: 'type.googleapis.com/istio.workload.Address',
   authorization: 'type.googleapis.com/istio.security.Authorization',
+  /** The waypoint's L7 resources (proto/l7.proto, ours). */
+  routeConfiguration: 'type.googleapis.com/ambient.l7.RouteConfiguration',
+  destinationPolicy: 'type.googleapis.com/ambient.l7.DestinationPolicy',
+  l7Authorization: 'type.googleapis.com/ambient.l7.AuthorizationPolicy',
 } as const;
 export type TypeUrl = (typeof TypeUrl)[keyof typeof TypeUrl];
 
@@ -16,7 +20,7 @@ export const GrpcMethod = {
 } as const;
 
 /** The .proto files, relative to proto/. */
-export const PROTO_FILES = ['workload.proto', 'authorization.proto', 'zds.proto', 'citadel.proto', 'discovery.proto'] as const;
+export const PROTO_FILES = ['workload.proto', 'authorization.proto', 'zds.proto', 'citadel.proto', 'discovery.proto', 'l7.proto'] as const;
 
 /**
  * Conversion options shared by the generated types (scripts/gen-proto.ts passes the same flags),

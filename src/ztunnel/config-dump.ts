@@ -17,6 +17,7 @@ export function toJson(value: unknown): unknown {
 
 export interface CertificateDump {
   readonly pem: string;
+  /** Decimal, as ztunnel writes it (istioctl parses it base 10 and prints it in hex). */
   readonly serialNumber: string;
   readonly validFrom: string;
   readonly expirationTime: string;
@@ -30,13 +31,18 @@ export interface IdentityCertificateDump {
   readonly rootCerts: readonly CertificateDump[];
 }
 
+/** RFC 3339 in UTC without a zero fraction (`2033-03-22T13:04:57Z`), as ztunnel (chrono) writes certificate times. */
+function rfc3339(date: string): string {
+  return new Date(date).toISOString().replace(/\.000Z$/, 'Z');
+}
+
 function certificateDump(pem: string): CertificateDump {
   const x509 = new X509Certificate(pem);
   return {
     pem: Buffer.from(pem).toString('base64'),
-    serialNumber: x509.serialNumber,
-    validFrom: new Date(x509.validFrom).toISOString(),
-    expirationTime: new Date(x509.validTo).toISOString(),
+    serialNumber: BigInt(`0x${x509.serialNumber}`).toString(10),
+    validFrom: rfc3339(x509.validFrom),
+    expirationTime: rfc3339(x509.validTo),
   };
 }
 

@@ -11,7 +11,7 @@ import { LocalCaClient } from '../../src/identity/local-ca-client.ts';
 import { closeFd, namedNetnsPath, openNetns } from '../../src/sys/netns.ts';
 import { parseZtunnelConfig } from '../../src/ztunnel/config.ts';
 import { startZtunnel, type Ztunnel } from '../../src/ztunnel/ztunnel.ts';
-import { startFakeKube, type FakeKube } from '../helpers/fake-kube.ts';
+import { startFakeKube, type FakeKube, type KubeObjectJson } from '../helpers/fake-kube.ts';
 import { inpodListening, webPodMesh } from '../helpers/inpod.ts';
 import { captureLog, type CapturedLog } from '../helpers/log.ts';
 import { createNodeNetwork, requireNetns, type NetnsNode } from '../helpers/netns.ts';
@@ -237,6 +237,13 @@ test('CNI ADD through the real shim enrols the pod (rules, ztunnel listeners, an
   const uid = r.fake.get('pods', 'default', 'web')?.metadata?.uid ?? '';
   t.regex(await iptablesSave(r.host), /-A ISTIO_POSTRT -p tcp -m owner --socket-exists -m set --match-set istio-inpod-probes-v4 dst -j SNAT --to-source 169\.254\.7\.127/);
   t.deepEqual(await listProbeIps({ kind: 'name', name: r.host.name }), [{ ip: r.pod.ip, comment: uid }]);
+
+  // The pod's IP changes (kubelet's view): its probe-set entry follows, under the same uid.
+  const moved = '10.88.0.77';
+  const current = r.fake.get('pods', 'default', 'web') as KubeObjectJson;
+  const status = (current['status'] ?? {}) as Record<string, unknown>;
+  r.fake.update('pods', { ...current, status: { ...status, podIP: moved, podIPs: [{ ip: moved }] } } as Parameters<FakeKube['update']>[1]);
+  await until(async () => JSON.stringify(await listProbeIps({ kind: 'name', name: r.host.name })) === JSON.stringify([{ ip: moved, comment: uid }]), 'the probe set to follow the new IP');
 
   // Metrics and health.
   const metrics = await (await fetch(`http://127.0.0.1:${agent.ports.metrics}/metrics`)).text();

@@ -15,7 +15,8 @@ import { CONNECTION_COMPLETE } from '../../src/ztunnel/access-log.ts';
 import { parseZtunnelConfig, type ZtunnelConfig } from '../../src/ztunnel/config.ts';
 import { startZtunnel, type Ztunnel } from '../../src/ztunnel/ztunnel.ts';
 import { addFakePodProcess, SHIM } from '../helpers/cni.ts';
-import { startFakeKube, type FakeKube, type KubeObjectJson } from '../helpers/fake-kube.ts';
+import { CNI_BIN, LOOPBACK, primaryNetwork, runCniChain, setPodIp, type ChainRun, type CniArgs, type Json, type NetConfList } from '../helpers/cni-runtime.ts';
+import { startFakeKube, type FakeKube } from '../helpers/fake-kube.ts';
 import { inpodListening } from '../helpers/inpod.ts';
 import { captureLog } from '../helpers/log.ts';
 import { createNodeNetwork, requireNetns, type NetnsNode } from '../helpers/netns.ts';
@@ -40,8 +41,6 @@ import { tempDir } from '../helpers/tmp.ts';
  */
 
 const FIXTURES = join(import.meta.dirname, '..', 'ztunnel', 'fixtures');
-const CNI_BIN = '/usr/lib/cni';
-const CNI_VERSION = '1.0.0';
 const MODE = 'istio.io/dataplane-mode';
 const SERVER_PORT = 8080;
 const ROUNDS = 5;
@@ -49,104 +48,6 @@ const PRIMARY_CONF = '10-pods.conflist';
 
 const exec = promisify(execFile);
 
-type Json = Record<string, unknown>;
-
-interface NetConfList {
-  readonly name: string;
-  readonly cniVersion: string;
-  readonly plugins: readonly Json[];
-}
-
-interface CniArgs {
-  readonly containerId: string;
-  readonly podNs: string;
-  readonly podName: string;
-  readonly podNamespace: string;
-  readonly podUid: string;
-}
-
-/** libcni's plugin lookup: the first directory of CNI_PATH holding an executable named after the type. */
-function findPlugin(cniPath: readonly string[], type: string): string {
-  for (const dir of cniPath) if (existsSync(join(dir, type))) return join(dir, type);
-  throw new Error(`no plugin "${type}" in ${cniPath.join(':')}`);
-}
-
-/** One plugin binary run inside the node namespace, as the runtime on that node would run it. */
-async function runPlugin(node: NetnsNode, cniPath: readonly string[], command: 'ADD' | 'DEL', conf: Json, args: CniArgs): Promise<string> {
-  const type = String(conf['type']);
-  try {
-    const { stdout } = await node.exec(findPlugin(cniPath, type), [], {
-      env: {
-        CNI_COMMAND: command,
-        CNI_CONTAINERID: args.containerId,
-        CNI_NETNS: namedNetnsPath(args.podNs),
-        CNI_IFNAME: 'eth0',
-        CNI_PATH: cniPath.join(':'),
-        CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${args.podNamespace};K8S_POD_NAME=${args.podName};` +
-          `K8S_POD_INFRA_CONTAINER_ID=${args.containerId};K8S_POD_UID=${args.podUid}`,
-      },
-      input: JSON.stringify(conf),
-      timeoutMs: 30_000,
-    });
-    return stdout;
-  } catch (err) {
-    // A CNI error is printed on stdout.
-    const stdout = (err as { cause?: { stdout?: string } }).cause?.stdout ?? '';
-    throw new Error(`CNI ${command} ${type}: ${(err as Error).message} ${stdout}`, { cause: err });
-  }
-}
-
-interface ChainRun {
-  /** The result of each plugin's ADD, in order. */
-  readonly results: Json[];
-  /** DEL through the list in reverse order, each with the cached final result as prevResult (as libcni does). */
-  del(): Promise<void>;
-}
-
-/**
- * libcni's AddNetworkList: each plugin gets its conf plus the list's name and cniVersion, and the previous
- * plugin's result as `prevResult`.
- */
-async function runCniChain(node: NetnsNode, cniPath: readonly string[], list: NetConfList, args: CniArgs): Promise<ChainRun> {
-  const results: Json[] = [];
-  let prev: Json | undefined;
-  for (const plugin of list.plugins) {
-    const conf: Json = { ...plugin, name: list.name, cniVersion: list.cniVersion, ...(prev === undefined ? {} : { prevResult: prev }) };
-    const stdout = await runPlugin(node, cniPath, 'ADD', conf, args);
-    prev = JSON.parse(stdout) as Json;
-    results.push(prev);
-  }
-  const cached = prev;
-  let deleted = false;
-  return {
-    results,
-    async del() {
-      if (deleted) return;
-      deleted = true;
-      for (const plugin of [...list.plugins].reverse()) {
-        const conf: Json = { ...plugin, name: list.name, cniVersion: list.cniVersion, ...(cached === undefined ? {} : { prevResult: cached }) };
-        await runPlugin(node, cniPath, 'DEL', conf, args);
-      }
-    },
-  };
-}
-
-/** The node's primary pod network, as a cluster's network add-on leaves it: bridge + host-local for its pod CIDR. */
-function primaryNetwork(name: string, podCidr: string, ipamDir: string): NetConfList {
-  return {
-    name,
-    cniVersion: CNI_VERSION,
-    plugins: [{
-      type: 'bridge',
-      bridge: 'cni0',
-      isGateway: true,
-      ipMasq: false,
-      ipam: { type: 'host-local', ranges: [[{ subnet: podCidr }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: ipamDir },
-    }],
-  };
-}
-
-const LOOPBACK: NetConfList = { name: 'cni-loopback', cniVersion: CNI_VERSION, plugins: [{ type: 'loopback' }] };
 
 interface MeshPod {
   readonly name: string;
@@ -174,20 +75,6 @@ interface NodeSpec {
   readonly nodeName: string;
   readonly podCidr: string;
   readonly dir: string;
-}
-
-/** Sets kubelet's view of the pod's IP, keeping whatever the agent wrote meanwhile (retries on a conflict). */
-async function setPodIp(fake: FakeKube, namespace: string, name: string, ip: string): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    const current = fake.get('pods', namespace, name) as KubeObjectJson;
-    const status = (current['status'] ?? {}) as Json;
-    try {
-      fake.update('pods', { ...current, status: { ...status, phase: 'Running', podIP: ip, podIPs: [{ ip }] } } as Parameters<FakeKube['update']>[1]);
-      return;
-    } catch (err) {
-      if ((err as { status?: number }).status !== 409 || attempt > 20) throw err;
-    }
-  }
 }
 
 async function metricsOf(zt: Ztunnel): Promise<string> {

@@ -1,0 +1,466 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ErrorCode } from '../core/error-codes.ts';
+import { errorMessage } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import type { SpiffeId } from '../identity/spiffe.ts';
+import type { L7Reader } from '../workload-api/l7-store.ts';
+import type { BackendRef } from '../workload-api/l7-types.ts';
+import type { Service, Workload } from '../workload-api/types.ts';
+import { authorizeRequest, RBAC_DENIED_BODY } from './authz.ts';
+import type { Destinations, Endpoint } from './destinations.ts';
+import { httpLabels, type WaypointMetrics } from './metrics.ts';
+import { normalizeRequestTarget, type PathNormalization } from './path.ts';
+import { headerMap, type L7Request } from './request.ts';
+import { retryBackoffMs, shouldRetry, type TryOutcome } from './retry.ts';
+import { applyHeaderMutations, routeRequest, type ForwardDecision } from './router.ts';
+import { TryFailure, type Upstream, type UpstreamResponse } from './upstream.ts';
+
+/**
+ * The waypoint's HTTP pipeline for one request, the same for HTTP/1.1 and HTTP/2 (node's compat
+ * request/response): normalize the path, authorize (L7 policy), route, inject faults, then forward
+ * with retries and timeouts to an endpoint chosen by the destination's load balancer, and report one
+ * metric sample and one access-log record. Every decision comes from the pure functions; this file
+ * only carries them out.
+ */
+
+/** What the HBONE tunnel told us: who is calling, and what it addressed. */
+export interface TunnelContext {
+  readonly peer: SpiffeId;
+  readonly sourceWorkload: Workload | undefined;
+  readonly remoteAddress: string;
+  readonly port: number;
+  readonly target: { readonly kind: 'service'; readonly service: Service } | { readonly kind: 'workload'; readonly workload: Workload; readonly ip: string };
+  /** What the upstream speaks: the downstream protocol for sniffed ports. */
+  readonly upstreamProtocol: 'http1' | 'http2';
+}
+
+export interface HttpProxyDeps {
+  readonly l7: L7Reader;
+  readonly destinations: Destinations;
+  readonly upstream: Upstream;
+  readonly metrics: WaypointMetrics;
+  readonly accessLog: Logger;
+  readonly log: Logger;
+  readonly pathNormalization: PathNormalization;
+  readonly clusterId: string;
+  readonly random?: () => number;
+}
+
+type Req = IncomingMessage | Http2ServerRequest;
+type Res = ServerResponse | Http2ServerResponse;
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'http2-settings', 'trailer']);
+const MAX_BUFFERED_BODY = 1024 * 1024;
+
+interface Outcome {
+  status: number;
+  flags: string[];
+  grpcStatus: string | undefined;
+  responseBytes: number;
+  upstream: Endpoint | undefined;
+  cluster: string;
+  route: string;
+  details: string;
+}
+
+function headerBytes(headers: IncomingHttpHeaders | Record<string, string | string[] | number | undefined>): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(headers)) n += k.length + String(v ?? '').length + 4;
+  return n;
+}
+
+/** A new traceparent continuing the request's trace (new parent span), or a new trace. */
+export function propagateTraceparent(incoming: string | undefined): string {
+  const m = incoming && /^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$/.exec(incoming);
+  const span = randomBytes(8).toString('hex');
+  if (m && !/^0+$/.test(m[1] as string)) return `00-${m[1]}-${span}-${m[2]}`;
+  return `00-${randomBytes(16).toString('hex')}-${span}-00`;
+}
+
+export function createHttpHandler(ctx: TunnelContext, deps: HttpProxyDeps): (req: Req, res: Res) => void {
+  const random = deps.random ?? Math.random;
+  return (req, res) => {
+    req.on('error', () => {});
+    res.on('error', () => {});
+    handle(ctx, deps, random, req, res).catch((err: unknown) => {
+      deps.log.error({ code: ErrorCode.WAYPOINT_REQUEST_FAILED, err: errorMessage(err) }, 'request handling failed');
+      if (!res.headersSent) sendLocal(res, 500, 'internal error');
+      else res.destroy();
+    });
+  };
+}
+
+function sendLocal(res: Res, status: number, body: string, headers: Record<string, string> = {}): number {
+  const bytes = Buffer.byteLength(body);
+  const out = { ...(body ? { 'content-type': 'text/plain' } : {}), 'content-length': String(bytes), ...headers };
+  if (res.headersSent) return 0;
+  (res as ServerResponse).writeHead(status, out);
+  res.end(body);
+  return bytes + headerBytes(out);
+}
+
+async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => number, req: Req, res: Res): Promise<void> {
+  const start = Date.now();
+  const startTime = new Date(start).toISOString();
+  const isH2 = req.httpVersionMajor === 2;
+  const headers = headerMap(req.headers as IncomingHttpHeaders);
+  const authority = String((isH2 ? req.headers[':authority'] : undefined) ?? req.headers.host ?? '');
+  const requestId = headers.get('x-request-id') || randomUUID();
+  headers.set('x-request-id', requestId);
+  const isGrpc = (headers.get('content-type') ?? '').startsWith('application/grpc');
+  const protocol: 'http' | 'grpc' = isGrpc ? 'grpc' : 'http';
+  const service = ctx.target.kind === 'service' ? ctx.target.service : undefined;
+  let requestBytes = headerBytes(req.headers as IncomingHttpHeaders);
+  const outcome: Outcome = { status: 0, flags: [], grpcStatus: undefined, responseBytes: 0, upstream: undefined, cluster: '', route: '', details: '' };
+  let downstreamGone = false;
+  res.once('close', () => {
+    if (!res.writableFinished) downstreamGone = true;
+  });
+
+  const finish = () => {
+    const flags = outcome.flags.length > 0 ? [...new Set(outcome.flags)].join(',') : '-';
+    const durationMs = Date.now() - start;
+    deps.metrics.record({
+      labels: httpLabels({
+        source: { identity: ctx.peer, workload: ctx.sourceWorkload },
+        destination: { service, workload: outcome.upstream?.workload ?? (ctx.target.kind === 'workload' ? ctx.target.workload : undefined) },
+        protocol,
+        responseCode: outcome.status,
+        grpcStatus: outcome.grpcStatus,
+        responseFlags: flags,
+        clusterId: deps.clusterId,
+        trustDomain: ctx.peer.trustDomain,
+      }),
+      durationMs,
+      requestBytes,
+      responseBytes: outcome.responseBytes,
+    });
+    deps.accessLog.info({
+      start_time: startTime,
+      method: req.method,
+      path: req.url,
+      protocol: isH2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
+      response_code: outcome.status,
+      response_flags: flags,
+      response_code_details: outcome.details || 'via_upstream',
+      bytes_received: requestBytes,
+      bytes_sent: outcome.responseBytes,
+      duration: durationMs,
+      x_forwarded_for: headers.get('x-forwarded-for'),
+      user_agent: headers.get('user-agent'),
+      request_id: requestId,
+      authority,
+      upstream_host: outcome.upstream ? `${outcome.upstream.ip}:${outcome.upstream.port}` : undefined,
+      upstream_cluster: outcome.cluster || undefined,
+      downstream_remote_address: ctx.remoteAddress,
+      route_name: outcome.route || undefined,
+      source_principal: `spiffe://${ctx.peer.trustDomain}/ns/${ctx.peer.namespace}/sa/${ctx.peer.serviceAccount}`,
+      grpc_status: outcome.grpcStatus,
+    }, 'request');
+  };
+  const local = (status: number, body: string, flag: string | undefined, details: string, extra: Record<string, string> = {}) => {
+    outcome.status = status;
+    if (flag) outcome.flags.push(flag);
+    outcome.details = details;
+    outcome.responseBytes = sendLocal(res, status, body, extra);
+    req.resume();
+    finish();
+  };
+
+  const target = normalizeRequestTarget(req.url ?? '/', deps.pathNormalization);
+  if (!target.ok) return local(400, 'Bad Request', 'DPE', `path_normalization_failed: ${target.errors.join('; ')}`);
+
+  const l7request: L7Request = {
+    method: req.method ?? 'GET',
+    path: target.value.path,
+    query: target.value.query,
+    authority,
+    scheme: 'http',
+    headers,
+    port: ctx.port,
+    source: {
+      principal: `${ctx.peer.trustDomain}/ns/${ctx.peer.namespace}/sa/${ctx.peer.serviceAccount}`,
+      namespace: ctx.peer.namespace,
+      ip: ctx.remoteAddress,
+    },
+  };
+
+  // L7 authorization: the policies attached to the service (or to the whole waypoint).
+  const policies = service ? deps.l7.authorizationPoliciesFor(service.namespace, service.hostname) : deps.l7.authorizationPoliciesFor('', '');
+  const authz = authorizeRequest(policies, l7request);
+  if (authz.dryRun.length > 0) deps.log.info({ code: ErrorCode.WAYPOINT_AUTHZ_DRY_RUN, policies: authz.dryRun, request_id: requestId }, 'dry-run policy matched');
+  if (!authz.allowed) {
+    deps.log.info({ code: ErrorCode.WAYPOINT_AUTHZ_DENIED, policy: authz.policy, reason: authz.reason, request_id: requestId }, 'request denied');
+    return local(403, RBAC_DENIED_BODY, 'RBAC', `rbac_access_denied_matched_policy[${authz.policy}]`);
+  }
+
+  // Routing.
+  let decision: ForwardDecision;
+  if (ctx.target.kind === 'workload') {
+    decision = { kind: 'forward', route: 'direct', backend: { namespace: '', hostname: '', port: ctx.port, subset: '' }, path: `${l7request.path}${l7request.query ? `?${l7request.query}` : ''}`, authority, requestHeaders: [], responseHeaders: [], timeoutMs: undefined, retries: { attempts: 0, retryOn: [], retriableStatusCodes: [] }, delayMs: 0, mirrors: [] };
+  } else {
+    const s = ctx.target.service;
+    const routed = routeRequest({ request: l7request, service: { namespace: s.namespace, hostname: s.hostname }, config: deps.l7.routeConfiguration(s.namespace, s.hostname), random });
+    switch (routed.kind) {
+      case 'no-route':
+        return local(404, '', 'NR', 'route_not_found');
+      case 'redirect':
+        outcome.route = routed.route;
+        return local(routed.status, '', undefined, 'direct_response', { location: routed.location });
+      case 'abort': {
+        outcome.route = routed.route;
+        if (routed.delayMs > 0) {
+          outcome.flags.push('DI');
+          await sleep(routed.delayMs);
+        }
+        if (routed.abort.kind === 'grpc') {
+          return local(200, '', 'FI', 'fault_filter_abort', { 'content-type': 'application/grpc', 'grpc-status': String(routed.abort.status), 'grpc-message': 'fault filter abort' });
+        }
+        return local(routed.abort.status, 'fault filter abort', 'FI', 'fault_filter_abort');
+      }
+      case 'forward':
+        decision = routed;
+    }
+  }
+  outcome.route = decision.route;
+  if (decision.delayMs > 0) {
+    outcome.flags.push('DI');
+    await sleep(decision.delayMs);
+    if (downstreamGone) return;
+  }
+
+  // The request body: buffered (so it can be retried and mirrored) unless it is gRPC or larger than 1 MiB.
+  let body: Buffer | Readable;
+  let replayable = true;
+  if (isGrpc) {
+    body = req as Readable;
+    replayable = false;
+  } else {
+    const read = await readBody(req as Readable);
+    requestBytes += read.bytes;
+    body = read.body;
+    replayable = Buffer.isBuffer(read.body);
+  }
+
+  // Upstream request headers: hop-by-hop removed, route and backend mutations applied, tracing.
+  const upstreamHeaders = new Map<string, string>();
+  for (const [k, v] of headers) if (!HOP_BY_HOP.has(k) && !k.startsWith(':')) upstreamHeaders.set(k, v);
+  if (isH2 && headers.get('te') === 'trailers') upstreamHeaders.set('te', 'trailers');
+  upstreamHeaders.set('x-forwarded-proto', 'http');
+  const traceparent = propagateTraceparent(headers.get('traceparent'));
+  upstreamHeaders.set('traceparent', traceparent);
+  applyHeaderMutations(upstreamHeaders, decision.requestHeaders);
+
+  const backend = decision.backend;
+  const pool = ctx.target.kind === 'service' ? deps.destinations.policy(backend).connectionPool : undefined;
+  const overall = new AbortController();
+  let timedOut = false;
+  const overallTimer = decision.timeoutMs ? setTimeout(() => {
+    timedOut = true;
+    overall.abort();
+  }, decision.timeoutMs) : undefined;
+  overallTimer?.unref();
+
+  // Mirrors: fire and forget, with the same body, their answers dropped.
+  if (replayable && Buffer.isBuffer(body)) {
+    for (const mirror of decision.mirrors) mirrorRequest(deps, ctx, mirror, l7request, decision, upstreamHeaders, body);
+  }
+
+  const tried = new Set<string>();
+  let retriesDone = 0;
+  let response: UpstreamResponse | undefined;
+  let lastFailure: TryOutcome | undefined;
+  let lastMessage = '';
+  try {
+    for (;;) {
+      let endpoint: Endpoint;
+      let cluster: string;
+      if (ctx.target.kind === 'workload') {
+        endpoint = { workload: ctx.target.workload, ip: ctx.target.ip, port: ctx.port };
+        cluster = `encap|${ctx.target.ip}:${ctx.port}`;
+      } else {
+        const picked = deps.destinations.pick(backend, l7request, tried);
+        if (!picked.ok) {
+          outcome.cluster = picked.cluster;
+          return local(503, 'no healthy upstream', 'UH', 'no_healthy_upstream');
+        }
+        endpoint = picked.endpoint;
+        cluster = picked.cluster;
+      }
+      outcome.cluster = cluster;
+      outcome.upstream = endpoint;
+      tried.add(endpoint.workload.uid);
+
+      const admission = await deps.destinations.admit(cluster, pool, ctx.upstreamProtocol);
+      if (!admission.ok) {
+        deps.log.info({ code: ErrorCode.WAYPOINT_POOL_OVERFLOW, cluster, request_id: requestId }, 'connection pool overflow');
+        return local(503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', 'UO', 'upstream_reset_before_response_started{overflow}');
+      }
+      const tryAbort = new AbortController();
+      const onOverall = () => tryAbort.abort();
+      overall.signal.addEventListener('abort', onOverall, { once: true });
+      const perTry = decision.retries.perTryTimeoutMs ? setTimeout(() => tryAbort.abort(), decision.retries.perTryTimeoutMs) : undefined;
+      const done = deps.destinations.begin(cluster, backend, endpoint.workload.uid);
+      let tryOutcome: TryOutcome;
+      try {
+        response = await deps.upstream.send({
+          endpoint,
+          protocol: ctx.upstreamProtocol,
+          method: l7request.method,
+          path: decision.path,
+          authority: decision.authority,
+          headers: upstreamHeaders,
+          body: Buffer.isBuffer(body) ? body : body,
+          signal: tryAbort.signal,
+          traceparent,
+          clientAddress: ctx.remoteAddress,
+        });
+        const grpc = response.headers['grpc-status'];
+        tryOutcome = { kind: 'response', status: response.status, grpcStatus: grpc === undefined ? undefined : Number(grpc) };
+        done({ kind: 'response', status: response.status });
+      } catch (err) {
+        response = undefined;
+        const failure = err instanceof TryFailure ? err : new TryFailure({ kind: 'reset' }, errorMessage(err), 'UNKNOWN');
+        tryOutcome = tryAbort.signal.aborted && !overall.signal.aborted ? { kind: 'per-try-timeout' } : failure.outcome;
+        lastMessage = failure.message;
+        done({ kind: 'local-failure' });
+      } finally {
+        clearTimeout(perTry);
+        overall.signal.removeEventListener('abort', onOverall);
+        admission.release();
+      }
+      if (timedOut || downstreamGone) {
+        response?.discard();
+        response = undefined;
+        break;
+      }
+      lastFailure = tryOutcome;
+      const slot = replayable ? deps.destinations.retrySlot(cluster, pool) : undefined;
+      const verdict = replayable
+        ? shouldRetry(decision.retries, tryOutcome, { retriesDone, ...(slot ? {} : { activeRetries: 1, maxRetries: 0 }) })
+        : { retry: false as const, reason: 'not-retriable' as const };
+      if (!verdict.retry) {
+        slot?.();
+        if (verdict.reason !== 'not-retriable') outcome.flags.push('URX');
+        break;
+      }
+      response?.discard();
+      response = undefined;
+      retriesDone++;
+      deps.log.debug({ code: ErrorCode.WAYPOINT_RETRY, request_id: requestId, attempt: retriesDone, outcome: tryOutcome.kind, cluster }, 'retrying');
+      await sleep(retryBackoffMs(retriesDone - 1, random()));
+      slot?.();
+      if (timedOut || downstreamGone) break;
+    }
+
+    if (timedOut) {
+      outcome.status = 504;
+      return local(504, 'upstream request timeout', 'UT', 'upstream_response_timeout');
+    }
+    if (downstreamGone) {
+      outcome.status = 0;
+      outcome.flags.push('DC');
+      finish();
+      return;
+    }
+    if (!response) {
+      const kind = lastFailure?.kind;
+      if (kind === 'per-try-timeout') return local(504, 'upstream request timeout', 'UT', 'upstream_per_try_timeout');
+      if (kind === 'connect-failure') return local(503, 'upstream connect error or disconnect/reset before headers. reset reason: connection failure', 'UF', `upstream_reset_before_response_started{connection_failure}: ${lastMessage}`);
+      return local(503, 'upstream connect error or disconnect/reset before headers. reset reason: connection termination', 'UC', 'upstream_reset_before_response_started{connection_termination}');
+    }
+
+    // Pass the response on.
+    const out: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(response.headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !k.startsWith(':')) out[k] = v as string | string[];
+    const mutable = new Map(Object.entries(out).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v] as [string, string]));
+    applyHeaderMutations(mutable, decision.responseHeaders);
+    const final: Record<string, string | string[]> = {};
+    for (const [k, v] of mutable) final[k] = k === 'set-cookie' && Array.isArray(out[k]) ? (out[k] as string[]) : v;
+    outcome.status = response.status;
+    if (response.headers['grpc-status'] !== undefined) outcome.grpcStatus = String(response.headers['grpc-status']);
+    (res as ServerResponse).writeHead(response.status, final);
+    outcome.responseBytes = headerBytes(final);
+    try {
+      for await (const chunk of response.body) {
+        outcome.responseBytes += (chunk as Buffer).length;
+        if (!(res as ServerResponse).write(chunk)) await once(res, 'drain');
+        if (timedOut) throw new Error('timeout');
+      }
+    } catch {
+      if (timedOut) outcome.flags.push('UT');
+      else outcome.flags.push('UC');
+      res.destroy();
+      finish();
+      return;
+    }
+    const trailers = response.trailers();
+    if (trailers) {
+      const t: Record<string, string> = {};
+      for (const [k, v] of Object.entries(trailers)) if (v !== undefined && !k.startsWith(':')) t[k] = Array.isArray(v) ? v.join(',') : String(v);
+      if (t['grpc-status'] !== undefined) outcome.grpcStatus = t['grpc-status'];
+      if (isH2) res.addTrailers(t);
+      outcome.responseBytes += headerBytes(t);
+    }
+    res.end();
+    finish();
+  } finally {
+    clearTimeout(overallTimer);
+  }
+}
+
+/** Reads the body up to MAX_BUFFERED_BODY; a longer one comes back as a stream of what was read and the rest. */
+async function readBody(req: Readable): Promise<{ body: Buffer | Readable; bytes: number }> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  const iterator = req[Symbol.asyncIterator]();
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) return { body: Buffer.concat(chunks), bytes };
+    const chunk = next.value as Buffer;
+    chunks.push(chunk);
+    bytes += chunk.length;
+    if (bytes > MAX_BUFFERED_BODY) break;
+  }
+  async function* rest() {
+    yield* chunks;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value as Buffer;
+    }
+  }
+  return { body: Readable.from(rest()), bytes };
+}
+
+function mirrorRequest(deps: HttpProxyDeps, ctx: TunnelContext, mirror: BackendRef, request: L7Request, decision: ForwardDecision, headers: ReadonlyMap<string, string>, body: Buffer): void {
+  const picked = deps.destinations.pick(mirror, request);
+  if (!picked.ok) return;
+  const shadowHeaders = new Map(headers);
+  const [host = decision.authority, port] = decision.authority.split(':');
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), 10_000);
+  timer.unref();
+  deps.upstream
+    .send({
+      endpoint: picked.endpoint,
+      protocol: ctx.upstreamProtocol,
+      method: request.method,
+      path: decision.path,
+      authority: `${host}-shadow${port ? `:${port}` : ''}`,
+      headers: shadowHeaders,
+      body,
+      signal: controller.signal,
+      traceparent: headers.get('traceparent') ?? propagateTraceparent(undefined),
+      clientAddress: ctx.remoteAddress,
+    })
+    .then((r) => r.body.resume().once('end', () => clearTimeout(timer)), (err: unknown) => {
+      clearTimeout(timer);
+      deps.log.debug({ code: ErrorCode.WAYPOINT_MIRROR_FAILED, err: errorMessage(err), cluster: picked.cluster }, 'mirror request failed');
+    });
+}

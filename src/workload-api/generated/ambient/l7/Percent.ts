@@ -1,0 +1,10 @@
+// Original file: proto/l7.proto
+
+
+export interface Percent {
+  'value'?: (number | string);
+}
+
+export interface Percent__Output {
+  'value': (number);
+}
