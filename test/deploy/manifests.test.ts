@@ -6,6 +6,7 @@ import type {
 } from '@kubernetes/client-node';
 import { parseFlags } from '../../src/cli/flags.ts';
 import { CniAgentEnv, parseCniAgentConfig } from '../../src/cni/agent-config.ts';
+import { ControlPlaneEnv, parseControlPlaneConfig } from '../../src/control-plane/config.ts';
 import { DEFAULT_CNI_AGENT_RUN_DIR, pluginEntry } from '../../src/cni/installer.ts';
 import { Env } from '../../src/workload-api/env.ts';
 import { parseZtunnelConfig, ZtunnelEnv } from '../../src/ztunnel/config.ts';
@@ -503,4 +504,32 @@ test('Istio CRDs: real names, groups, versions and storage versions, a status su
   t.deepEqual(structuralErrors({ ...deny, spec: { ...deny.spec, action: 'REJECT' } }, schemaOf('AuthorizationPolicy')), ['.spec.action: must be one of ALLOW, DENY, AUDIT, CUSTOM']);
   t.deepEqual(structuralErrors({ ...strict, spec: { mtls: { mode: 'strict' } } }, schemaOf('PeerAuthentication')), ['.spec.mtls.mode: must be one of UNSET, DISABLE, PERMISSIVE, STRICT']);
   t.deepEqual(structuralErrors({ ...external, spec: { ports: [{ number: 0, name: 'x' }] } }, schemaOf('ServiceEntry')), ['.spec: hosts is required', '.spec.ports[0].number: must be >= 1']);
+});
+
+test('control plane container: every variable is one the control plane reads, the environment parses, ports and probe are its config\'s', (t) => {
+  const deployment = named<V1Deployment>('Deployment', 'istiod');
+  const container = only(deployment.spec!.template.spec!.containers, 'control-plane container');
+  // WAYPOINT_IMAGE is read by `ambientd control-plane` itself (the waypoint controller's image), the rest by config.ts.
+  t.true(readFileSync(join(REPO, 'src', 'cli', 'ambientd.ts'), 'utf8').includes("process.env['WAYPOINT_IMAGE']"));
+  const reads = new Set<string>([...Object.values(ControlPlaneEnv), 'WAYPOINT_IMAGE']);
+  for (const e of container.env ?? []) t.true(reads.has(e.name), `${e.name} is read by the control plane`);
+  const [component, ...args] = container.args ?? [];
+  t.is(component, 'control-plane');
+  const { flags, errors } = parseFlags(args);
+  t.deepEqual(errors, []);
+  const parsed = parseControlPlaneConfig(flags, containerEnv(container));
+  if (!parsed.ok) throw new Error(parsed.errors.join('\n'));
+  const config = parsed.value;
+  t.is(config.mode, 'kubernetes');
+  t.is(config.systemNamespace, deployment.metadata!.namespace!);
+  t.is(config.caDir, '/etc/cacerts');
+  t.deepEqual(config.trustedNodeAccounts.map((a) => `${a.namespace}/${a.serviceAccount}`), [`${ztunnelDs.metadata!.namespace}/${ztunnelPod.serviceAccountName}`]);
+  // ztunnel verifies the serving certificate against the host it dials.
+  t.true(config.servingDnsNames.includes(new URL(ztunnelConfig().config!.workloadApi.xdsAddress!).hostname));
+  const ports = new Map((container.ports ?? []).map((p) => [p.containerPort, p.name]));
+  t.is(ports.get(config.grpcPort), 'grpc-xds');
+  t.is(ports.get(config.monitoringPort), 'http-monitoring');
+  t.true(ports.has(config.readinessPort));
+  t.is(container.readinessProbe?.httpGet?.port, config.readinessPort);
+  t.is(deployment.spec!.template.metadata!.annotations?.['prometheus.io/port'], String(config.monitoringPort));
 });
