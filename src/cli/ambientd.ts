@@ -3,6 +3,7 @@ import { CNI_AGENT_FLAGS, parseCniAgentConfig } from '../cni/agent-config.ts';
 import { startCniAgent } from '../cni/agent.ts';
 import { CONTROL_PLANE_FLAGS, parseControlPlaneConfig } from '../control-plane/config.ts';
 import { startControlPlane } from '../control-plane/control-plane.ts';
+import { L7_COLLECTIONS, l7Extension } from '../control-plane/l7/extension.ts';
 import { gatewayFeed, waypointControllerHook } from '../control-plane/waypoint-hook.ts';
 import { errorCode, errorMessage } from '../core/errors.ts';
 import { createLogger, type Logger, type LogLevel } from '../core/logger.ts';
@@ -134,7 +135,7 @@ async function controlPlane(args: readonly string[]): Promise<number> {
   });
   let cp: Awaited<ReturnType<typeof startControlPlane>> | undefined;
   try {
-    cp = await startControlPlane(config, { logger, waypointController, ...(config.mode === 'local' ? { extensions: [feed] } : {}) });
+    cp = await startControlPlane(config, { logger, waypointController, extensions: [l7Extension({ logger }), ...(config.mode === 'local' ? [feed] : [])], extraCollections: L7_COLLECTIONS });
   } catch (err) {
     logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'control plane failed to start');
     return 1;

@@ -23,4 +23,5 @@ export * from './l7-types.ts';
 export * from './l7-store.ts';
 export * from './l7-handlers.ts';
 export * from './l7-local.ts';
+export * from './l7-encode.ts';
 export { routeConfigurationFromWire, destinationPolicyFromWire, l7AuthorizationFromWire } from './l7-convert.ts';

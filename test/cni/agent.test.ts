@@ -289,6 +289,21 @@ test('CNI ADD with a netns that no longer exists: CNI error JSON naming it, noth
   await until(() => annotation(r.fake) === 'enabled', 'the annotation after the good ADD');
 });
 
+test('our DaemonSet still there at shutdown is an upgrade: the host rules and sets stay; with AMBIENT_DISABLE_SAFE_UPGRADE they go', async (t) => {
+  if (!requireNetns(t)) return;
+  const r = await rig(t, 'empty');
+  r.fake.create('daemonsets', { metadata: { name: 'ambient-node', namespace: 'istio-system' }, spec: {} } as Parameters<FakeKube['create']>[1]);
+  const upgraded = await r.startAgent();
+  await upgraded.close();
+  t.regex(await iptablesSave(r.host), /-A POSTROUTING -j ISTIO_POSTRT/, 'left for the next agent');
+  t.true(r.log.records.some((rec) => rec.msg === 'cni agent stopped' && rec['cleanup'] === 'leave'));
+
+  const forced = await startCniAgent({ ...r.config, disableSafeUpgrade: true }, { logger: r.log.logger });
+  await forced.ready;
+  await forced.close();
+  t.notRegex(await iptablesSave(r.host), /ISTIO_POSTRT/, 'the override uninstalls despite the DaemonSet');
+});
+
 test('an agent that cannot ask the API server at shutdown leaves the host rules in place (upgrade-safe)', async (t) => {
   if (!requireNetns(t)) return;
   const r = await rig(t, 'empty');

@@ -2,7 +2,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseCniAgentConfig } from '../../src/cni/agent-config.ts';
@@ -15,7 +15,7 @@ import { CONNECTION_COMPLETE } from '../../src/ztunnel/access-log.ts';
 import { parseZtunnelConfig, type ZtunnelConfig } from '../../src/ztunnel/config.ts';
 import { startZtunnel, type Ztunnel } from '../../src/ztunnel/ztunnel.ts';
 import { addFakePodProcess, SHIM } from '../helpers/cni.ts';
-import { CNI_BIN, LOOPBACK, primaryNetwork, runCniChain, setPodIp, type ChainRun, type CniArgs, type Json, type NetConfList } from '../helpers/cni-runtime.ts';
+import { nodeAgentEnv, PRIMARY_CONF, runtimeAddPod, setPodIp, type ChainRun, type Json, type NetConfList, type SimNode } from '../helpers/cni-runtime.ts';
 import { startFakeKube, type FakeKube } from '../helpers/fake-kube.ts';
 import { inpodListening } from '../helpers/inpod.ts';
 import { captureLog } from '../helpers/log.ts';
@@ -44,7 +44,6 @@ const FIXTURES = join(import.meta.dirname, '..', 'ztunnel', 'fixtures');
 const MODE = 'istio.io/dataplane-mode';
 const SERVER_PORT = 8080;
 const ROUNDS = 5;
-const PRIMARY_CONF = '10-pods.conflist';
 
 const exec = promisify(execFile);
 
@@ -68,13 +67,6 @@ function meshFile(pods: readonly MeshPod[]): string {
   node: ${p.node}
   workloadName: ${p.name}
 `).join('')}`;
-}
-
-interface NodeSpec {
-  readonly node: NetnsNode;
-  readonly nodeName: string;
-  readonly podCidr: string;
-  readonly dir: string;
 }
 
 async function metricsOf(zt: Ztunnel): Promise<string> {
@@ -101,9 +93,9 @@ test('two nodes: pods set up by a real CNI chain with ambient-cni are captured; 
   const network = await createNodeNetwork(t, { count: 2 });
   const [nodeA, nodeB] = network.nodes as [NetnsNode, NetnsNode];
   const dir = await tempDir(t, 'an-e2e-');
-  const specs: [NodeSpec, NodeSpec] = [
-    { node: nodeA, nodeName: 'node-a', podCidr: '10.244.1.0/24', dir: join(dir, 'node-a') },
-    { node: nodeB, nodeName: 'node-b', podCidr: '10.244.2.0/24', dir: join(dir, 'node-b') },
+  const specs: [SimNode, SimNode] = [
+    { node: nodeA, name: 'node-a', podCidr: '10.244.1.0/24', dir: join(dir, 'node-a') },
+    { node: nodeB, name: 'node-b', podCidr: '10.244.2.0/24', dir: join(dir, 'node-b') },
   ];
   await nodeA.exec('sysctl', ['-w', 'net.ipv4.ip_forward=1']);
   await nodeB.exec('sysctl', ['-w', 'net.ipv4.ip_forward=1']);
@@ -142,7 +134,6 @@ test('two nodes: pods set up by a real CNI chain with ambient-cni are captured; 
   const agents: CniAgent[] = [];
   const ztunnels: Ztunnel[] = [];
   const ztunnelConfigs: ZtunnelConfig[] = [];
-  const cniPaths: string[][] = [];
   const procRoots: string[] = [];
   const podNamespaces: string[] = [];
   const chains: ChainRun[] = [];
@@ -170,32 +161,22 @@ test('two nodes: pods set up by a real CNI chain with ambient-cni are captured; 
   };
 
   for (const spec of specs) {
-    const confDir = join(spec.dir, 'net.d');
-    const binDir = join(spec.dir, 'bin');
-    const procRoot = join(spec.dir, 'proc');
-    for (const d of [confDir, binDir, procRoot]) await mkdir(d, { recursive: true });
-    await writeFile(join(confDir, PRIMARY_CONF), JSON.stringify(primaryNetwork(`pods-${spec.nodeName}`, spec.podCidr, join(spec.dir, 'ipam'))));
-    const parsed = parseCniAgentConfig({}, {
-      NODE_NAME: spec.nodeName, KUBECONFIG: fake.kubeconfigPath, CNI_AGENT_RUN_DIR: spec.dir, ZTUNNEL_UDS_ADDRESS: join(spec.dir, 'ztunnel.sock'),
-      AMBIENT_IPV6: 'false', CNI_PLUGIN_BINARY: SHIM, CNI_BIN_DIR: binDir, MOUNTED_CNI_NET_DIR: confDir, PROC_ROOT: procRoot,
-      HOST_NETNS: namedNetnsPath(spec.node.name), MONITORING_PORT: '0', READINESS_PORT: '0',
-    });
+    const parsed = parseCniAgentConfig({}, await nodeAgentEnv(spec, fake.kubeconfigPath, SHIM));
     if (!parsed.ok) throw new Error(parsed.errors.join('\n'));
-    const agent = await startCniAgent(parsed.value, { logger: log.logger.child({ node: spec.nodeName }) });
+    const agent = await startCniAgent(parsed.value, { logger: log.logger.child({ node: spec.name }) });
     agents.push(agent);
     await agent.ready;
     await agent.installer?.installed;
-    cniPaths.push([binDir, CNI_BIN]);
-    procRoots.push(procRoot);
+    procRoots.push(parsed.value.procRoot);
 
     const zparsed = parseZtunnelConfig(
       { 'admin-port': '0', 'stats-port': '0', 'readiness-port': '0' },
-      { PROXY_MODE: 'shared', XDS_ADDRESS: '', LOCAL_XDS_PATH: mesh, INPOD_UDS: parsed.value.ztunnelSocket, NODE_NAME: spec.nodeName,
+      { PROXY_MODE: 'shared', XDS_ADDRESS: '', LOCAL_XDS_PATH: mesh, INPOD_UDS: parsed.value.ztunnelSocket, NODE_NAME: spec.name,
         CONNECTION_TERMINATION_DEADLINE: '1s' },
     );
     if (!zparsed.ok) throw new Error(zparsed.errors.join('\n'));
     ztunnelConfigs.push(zparsed.value);
-    await startNodeZtunnel(zparsed.value, spec.nodeName);
+    await startNodeZtunnel(zparsed.value, spec.name);
   }
   let [ztA, ztB] = ztunnels as [Ztunnel, Ztunnel];
 
@@ -211,12 +192,9 @@ test('two nodes: pods set up by a real CNI chain with ambient-cni are captured; 
     const podNs = `${nodeA.name.replace(/-node0$/, '')}-pod-${name}`;
     await exec('ip', ['netns', 'add', podNs]);
     podNamespaces.push(podNs);
-    const args: CniArgs = { containerId: `sandbox-${name}`, podNs, podName: name, podNamespace: namespace, podUid };
-    const cniPath = cniPaths[index] ?? [];
-    chains.push(await runCniChain(spec.node, cniPath, LOOPBACK, args));
-    const list = JSON.parse(await readFile(join(spec.dir, 'net.d', PRIMARY_CONF), 'utf8')) as NetConfList;
-    const chain = await runCniChain(spec.node, cniPath, list, args);
-    chains.push(chain);
+    const added = await runtimeAddPod(spec, { containerId: `sandbox-${name}`, podNs, podName: name, podNamespace: namespace, podUid });
+    chains.push(...added.chains);
+    const chain = added.chains[1]!;
     const [bridge, ours] = chain.results as [Json, Json];
     t.deepEqual(ours, bridge, `${name}: ambient-cni prints its prevResult`);
     const podIp = (bridge['ips'] as Array<{ address: string }>)[0]?.address.split('/')[0] ?? '';

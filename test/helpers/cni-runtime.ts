@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { namedNetnsPath } from '../../src/sys/netns.ts';
 import type { FakeKube, KubeObjectJson } from './fake-kube.ts';
@@ -129,4 +130,48 @@ export async function setPodIp(fake: FakeKube, namespace: string, name: string, 
       if ((err as { status?: number }).status !== 409 || attempt > 20) throw err;
     }
   }
+}
+
+/** A simulated node's CNI side: its namespace, its pod CIDR and the folder that stands for its disk. */
+export interface SimNode {
+  readonly node: NetnsNode;
+  readonly name: string;
+  readonly podCidr: string;
+  readonly dir: string;
+}
+
+/** The file name of the node's primary network config, the one the agent's installer chains into. */
+export const PRIMARY_CONF = '10-pods.conflist';
+
+/**
+ * Lays out the node's CNI dirs under `node.dir` (`net.d` with the primary bridge + host-local config, `bin`,
+ * and an empty `proc`) and returns the node agent's environment for them: the installer's dirs and shim, its run
+ * dir, the node netns for the host rules, ports 0.
+ */
+export async function nodeAgentEnv(node: SimNode, kubeconfigPath: string, shim: string): Promise<Record<string, string>> {
+  const confDir = join(node.dir, 'net.d');
+  const binDir = join(node.dir, 'bin');
+  const procRoot = join(node.dir, 'proc');
+  for (const d of [confDir, binDir, procRoot]) await mkdir(d, { recursive: true });
+  await writeFile(join(confDir, PRIMARY_CONF), JSON.stringify(primaryNetwork(`pods-${node.name}`, node.podCidr, join(node.dir, 'ipam'))));
+  return {
+    NODE_NAME: node.name, KUBECONFIG: kubeconfigPath, CNI_AGENT_RUN_DIR: node.dir, ZTUNNEL_UDS_ADDRESS: join(node.dir, 'ztunnel.sock'),
+    AMBIENT_IPV6: 'false', CNI_PLUGIN_BINARY: shim, CNI_BIN_DIR: binDir, MOUNTED_CNI_NET_DIR: confDir, PROC_ROOT: procRoot,
+    HOST_NETNS: namedNetnsPath(node.node.name), MONITORING_PORT: '0', READINESS_PORT: '0',
+  };
+}
+
+/**
+ * The runtime's part of creating a pod sandbox on `node`: loopback, then the node's installed conflist (with the
+ * shim the installer copied, found on CNI_PATH), each ADD in the node namespace. Returns the pod's IP and the
+ * chain runs (DEL them in reverse).
+ */
+export async function runtimeAddPod(node: SimNode, args: CniArgs): Promise<{ ip: string; chains: ChainRun[] }> {
+  const cniPath = [join(node.dir, 'bin'), CNI_BIN];
+  const chains = [await runCniChain(node.node, cniPath, LOOPBACK, args)];
+  const list = JSON.parse(await readFile(join(node.dir, 'net.d', PRIMARY_CONF), 'utf8')) as NetConfList;
+  const chain = await runCniChain(node.node, cniPath, list, args);
+  chains.push(chain);
+  const ip = ((chain.results[0]?.['ips'] as Array<{ address: string }> | undefined)?.[0]?.address ?? '').split('/')[0] ?? '';
+  return { ip, chains };
 }

@@ -56,7 +56,11 @@ export type FakeResource =
   | 'gateways'
   | 'gatewayclasses'
   | 'httproutes'
-  | 'grpcroutes';
+  | 'grpcroutes'
+  | 'daemonsets'
+  | 'destinationrules'
+  | 'virtualservices'
+  | 'requestauthentications';
 
 export interface ResourceInfo {
   readonly group: string;
@@ -95,6 +99,10 @@ export const RESOURCES: Readonly<Record<FakeResource, ResourceInfo>> = {
   gatewayclasses: r('gateway.networking.k8s.io', 'v1', 'GatewayClass', false, true),
   httproutes: r('gateway.networking.k8s.io', 'v1', 'HTTPRoute', true, true),
   grpcroutes: r('gateway.networking.k8s.io', 'v1', 'GRPCRoute', true, true),
+  daemonsets: r('apps', 'v1', 'DaemonSet', true, true),
+  destinationrules: r('networking.istio.io', 'v1', 'DestinationRule', true, true),
+  virtualservices: r('networking.istio.io', 'v1', 'VirtualService', true, true),
+  requestauthentications: r('security.istio.io', 'v1', 'RequestAuthentication', true, true),
 };
 
 const RESOURCE_NAMES = Object.keys(RESOURCES) as FakeResource[];
