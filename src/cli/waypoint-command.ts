@@ -144,7 +144,8 @@ function loadKubeConfig(parsed: ParsedArgs, env: CommandIo['env']): KubeConfig {
   const file = candidates.find((p) => existsSync(p));
   if (explicit !== undefined && file === undefined) throw new CommandError(`kubeconfig ${explicit} not found`);
   if (file !== undefined) kc.loadFromFile(file);
-  else kc.loadFromCluster();
+  else if (env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
+  else throw new CommandError('no kubeconfig (--kubeconfig, $KUBECONFIG or ~/.kube/config) and not running in a cluster');
   const context = stringFlag(parsed, 'context');
   if (context !== undefined) kc.setCurrentContext(context);
   return kc;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { errorMessage } from '../core/errors.ts';
+import { ErrorCode } from '../core/error-codes.ts';
+import { errorMessage, MeshError } from '../core/errors.ts';
 import { fail, ok, type Result } from '../core/result.ts';
 import { spiffeId, type SpiffeId } from '../identity/spiffe.ts';
 import { bearerToken, type CaAuthenticator, type CallerContext, type ImpersonationAuthorizer } from '../workload-api/ca-service.ts';
@@ -80,7 +81,7 @@ export function tokenReviewAuthenticator(options: TokenReviewOptions): CaAuthent
           review = await api.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [CA_AUDIENCE] } } });
         } catch (err) {
           // An API server failure is not the caller's fault: the CA answers UNAVAILABLE (see caService).
-          throw new Error(`TokenReview failed: ${errorMessage(err)}`);
+          throw new MeshError(ErrorCode.CP_TOKEN_REVIEW_FAILED, `TokenReview failed: ${errorMessage(err)}`, { cause: err });
         }
         status = (review.status ?? {}) as TokenReviewStatus;
         if (status.authenticated === true) {

@@ -48,6 +48,8 @@ export interface ControlPlaneConfig {
   readonly staticTokensFile: string | undefined;
   /** `CA_TRUSTED_NODE_ACCOUNTS` (`<POD_NAMESPACE>/ztunnel`): who may impersonate pods of its node. */
   readonly trustedNodeAccounts: readonly ServiceAccountRef[];
+  /** `PILOT_AUTO_ALLOW_WAYPOINT_POLICY` (false): allow each waypoint's identity at the workloads bound to it. */
+  readonly autoAllowWaypointPolicy: boolean;
   /** `AMBIENT_ENABLE_STATUS` (true): write `istio.io/WaypointBound` / `ZtunnelAccepted` conditions (kubernetes mode). */
   readonly enableStatus: boolean;
   /** `LOG_LEVEL` (`info`). */
@@ -73,6 +75,7 @@ export const ControlPlaneEnv = {
   staticTokens: 'STATIC_TOKENS_FILE',
   trustedNodeAccounts: 'CA_TRUSTED_NODE_ACCOUNTS',
   enableStatus: 'AMBIENT_ENABLE_STATUS',
+  autoAllowWaypointPolicy: 'PILOT_AUTO_ALLOW_WAYPOINT_POLICY',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -170,6 +173,7 @@ export function parseControlPlaneConfig(flags: Readonly<Record<string, string>>,
     staticTokensFile,
     trustedNodeAccounts: Object.freeze(accounts.ok ? accounts.value : []),
     enableStatus: bool(ControlPlaneEnv.enableStatus, true),
+    autoAllowWaypointPolicy: bool(ControlPlaneEnv.autoAllowWaypointPolicy, false),
     logLevel: logLevel ?? 'info',
   };
   if (errors.length > 0) return fail(...errors);

@@ -29,7 +29,9 @@ import { Translator, type TranslatorExtension } from './translator.ts';
  * The waypoint controller is not part of this module: pass `options.waypointController` (the `cli` branch's
  * `src/control-plane/waypoint-controller.ts`) and it is started once the sources have synced, given the
  * configuration, the API client (kubernetes mode), the translator (to read Gateways and everything else) and a
- * logger, and closed first on shutdown.
+ * logger, and closed first on shutdown. In local mode there is no API server to hold a Gateway's status: the
+ * controller publishes the address of the waypoint it started with
+ * `translator.overlayStatus('Gateway', ns, name, { addresses: [{ type: 'IPAddress', value }] })`.
  */
 
 export interface WaypointControllerContext {
@@ -100,6 +102,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
       rootNamespace: config.rootNamespace,
       systemNamespace: config.systemNamespace,
       enableDryRun: config.enableDryRun,
+      autoAllowWaypointPolicy: config.autoAllowWaypointPolicy,
     },
     ...(options.extensions ? { extensions: options.extensions } : {}),
   });
@@ -136,6 +139,13 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
   let kubeConfig: KubeConfig | undefined;
 
   const monitoring = await startHttp(config.listenAddress, config.monitoringPort, log, async (req, res, url) => {
+    if (url.pathname === '/debug/problems' && req.method === 'GET') {
+      // Every object whose translation found problems, with what and its conditions: the counts' details.
+      const body = JSON.stringify(translator.problems(), null, 2);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
     if (url.pathname !== '/metrics' && url.pathname !== '/stats/prometheus') return sendText(res, 404, 'not found\n');
     if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'method not allowed\n', { allow: 'GET' });
     const stats = translator.stats();

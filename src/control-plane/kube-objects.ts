@@ -114,7 +114,9 @@ export interface ServiceEntry extends KubeObject {
     readonly endpoints?: readonly WorkloadEntrySpec[];
     readonly workloadSelector?: { readonly labels?: Readonly<Record<string, string>> } | null;
     readonly subjectAltNames?: readonly string[];
+    readonly exportTo?: readonly string[];
   };
+  readonly status?: { readonly addresses?: ReadonlyArray<{ readonly host?: string; readonly value?: string }> };
 }
 
 export interface WorkloadEntry extends KubeObject {

@@ -6,12 +6,13 @@ import { Report } from './report.ts';
 import { appProtocolOf, ingressUseWaypoint, serviceHostname, TRAFFIC_DISTRIBUTION, trafficDistribution } from './service.ts';
 import type { ClusterView } from './view.ts';
 import { resolveWaypoint } from './waypoint.ts';
-import { canonicalName, canonicalRevision, servicePortsForPod, TUNNEL_LABEL, workloadPolicyRefs } from './workload.ts';
+import { canonicalName, canonicalRevision, servicePortsForPod, TUNNEL_LABEL, waypointPolicyRefs, workloadPolicyRefs } from './workload.ts';
 
 /**
  * ServiceEntry and WorkloadEntry (reference istio-ambient.md §3.4, §3.5), pure.
  *
- * - A ServiceEntry publishes one Service per host (key `<ns>/<host>`): VIPs from `spec.addresses` (a CIDR keeps
+ * - A ServiceEntry publishes one Service per host (key `<ns>/<host>`), visible to its namespace only when
+ *   `exportTo` names only that namespace (`.`), to nobody (not published) when it is `~`: VIPs from `spec.addresses` (a CIDR keeps
  *   its length), ports `{number, targetPort or number, protocol}`, `resolution: NONE` → PASSTHROUGH / ALLOW_ALL,
  *   else the traffic-distribution annotation (entry, then namespace); `subjectAltNames`; waypoint per §2.4.
  * - Inline `endpoints` are workloads `<cluster>/networking.istio.io/ServiceEntry/<ns>/<name>/<address>` serving
@@ -19,9 +20,10 @@ import { canonicalName, canonicalRevision, servicePortsForPod, TUNNEL_LABEL, wor
  * - A WorkloadEntry is a workload `<cluster>/networking.istio.io/WorkloadEntry/<ns>/<name>`: an IP `address` →
  *   `addresses`, anything else → `hostname`; network, service account, locality (`region/zone/subzone`), `weight`
  *   → capacity; always HEALTHY; its services are the selecting ServiceEntries and Kubernetes Services.
- * - Not done: auto-allocated VIPs for entries without addresses, DNS-resolution entries without endpoints (the
- *   implicit per-host workload), hostname collisions between several entries (each is published as written; a
- *   Kubernetes Service with the same key wins).
+ * - A DNS-resolution entry without endpoints or selector has one workload per (non-wildcard) host, `hostname` set.
+ * - An entry without `addresses` takes the VIPs recorded per host in `status.addresses`, else a VIP allocated by
+ *   the translator from 240.240.0.0/16 (a hash of `<ns>/<host>`, probing on collision; wildcard hosts get none). Host collisions in a namespace (the translator): a Kubernetes Service wins, else
+ *   the oldest entry; the losers report a problem.
  */
 
 const SE_PROTOCOLS: Readonly<Record<string, AppProtocol>> = { HTTP: 'HTTP11', HTTP2: 'HTTP2', GRPC: 'GRPC', HTTPS: 'TLS', TLS: 'TLS', TCP: 'TCP' };
@@ -79,17 +81,33 @@ export function serviceEntryServices(view: ClusterView, se: ServiceEntry, report
     return true;
   });
   if (hosts.length === 0) report.problem('spec.hosts', 'at least one host is required');
+  // exportTo: absent or `*` → everyone; only its own namespace (`.` or the name) → NAMESPACE; `~` → nobody.
+  const exportTo = se.spec?.exportTo ?? [];
+  if (exportTo.length > 0 && exportTo.every((e) => e === '~')) return [];
+  const visibility = exportTo.length === 0 || exportTo.includes('*') || exportTo.some((e) => e !== '.' && e !== namespace && e !== '~') ? 'PUBLIC' : 'NAMESPACE';
   const addresses = entryVips(view, se, report);
   const ports = entryPorts(se, report).map(({ servicePort, targetPort, appProtocol }) => ({ servicePort, targetPort, appProtocol }));
   const binding = resolveWaypoint(view, se, 'service', report);
   let lb: LoadBalancing | undefined;
   if (se.spec?.resolution === 'NONE') lb = { routingPreference: [], mode: 'PASSTHROUGH', healthPolicy: 'ALLOW_ALL' };
   else lb = trafficDistribution([annotationsOf(se)[TRAFFIC_DISTRIBUTION], annotationsOf(view.namespace(namespace))[TRAFFIC_DISTRIBUTION]], report);
+  // No addresses written: those an allocator recorded per host in the status (Istio's `status.addresses`), if any.
+  const allocated = (host: string): NetworkAddress[] =>
+    (se.status?.addresses ?? []).flatMap((a) => {
+      const ip = a.host === host ? canonicalIp(a.value ?? '') : undefined;
+      return ip ? [{ network: view.network(), ip }] : [];
+    });
+  // Else one allocated here, as istiod's auto-allocation does (not for wildcard hosts).
+  const autoVips = (host: string): NetworkAddress[] => {
+    const recorded = allocated(host);
+    if (recorded.length > 0 || host.startsWith('*')) return recorded;
+    return [{ network: view.network(), ip: view.allocateVip(namespace, host) }];
+  };
   return hosts.map((hostname) => ({
     name,
     namespace,
     hostname,
-    addresses,
+    addresses: addresses.length > 0 || (se.spec?.addresses ?? []).length > 0 ? addresses : autoVips(hostname),
     ports,
     subjectAltNames: [...(se.spec?.subjectAltNames ?? [])],
     ...(binding.kind === 'bound' ? { waypoint: binding.address } : {}),
@@ -98,7 +116,7 @@ export function serviceEntryServices(view: ClusterView, se: ServiceEntry, report
     canonical: true,
     ingressUseWaypoint: ingressUseWaypoint(view, se),
     weightedWaypoints: [],
-    visibility: 'PUBLIC',
+    visibility,
   }));
 }
 
@@ -119,6 +137,7 @@ function entryWorkload(
   services: Map<string, Port[]>,
   path: string,
   report: Report,
+  bindingCondition: boolean,
 ): Workload | undefined {
   const namespace = owner.metadata?.namespace ?? '';
   const address = spec.address ?? '';
@@ -138,7 +157,7 @@ function entryWorkload(
   }
   const locality = parseLocality(spec.locality);
   // A WorkloadEntry's own labels (metadata) and spec labels both select and both name it.
-  const binding = resolveWaypoint(view, { metadata: { ...owner.metadata, labels } }, 'workload', report);
+  const binding = resolveWaypoint(view, { metadata: { ...owner.metadata, labels } }, 'workload', report, bindingCondition);
   return {
     uid,
     name,
@@ -157,7 +176,7 @@ function entryWorkload(
     workloadName: name,
     nativeTunnel: labels[TUNNEL_LABEL] === 'http',
     services,
-    authorizationPolicies: workloadPolicyRefs(view, namespace, labels),
+    authorizationPolicies: [...new Set([...workloadPolicyRefs(view, namespace, labels), ...waypointPolicyRefs(view, binding, services.keys(), report)])].sort(),
     status: 'HEALTHY',
     clusterId: view.settings.clusterId,
     ...(locality ? { locality } : {}),
@@ -187,9 +206,21 @@ export function serviceEntryWorkloads(view: ClusterView, se: ServiceEntry, repor
   (se.spec?.endpoints ?? []).forEach((ep, i) => {
     const labels = { ...labelsOf(se), ...(ep.labels ?? {}) };
     const uid = serviceEntryWorkloadUid(view.settings.clusterId, namespace, name, ep.address ?? '');
-    const w = entryWorkload(view, se, uid, name, ep, labels, entryServiceMap(se, ep.ports, new Report()), `spec.endpoints[${i}]`, report);
+    const w = entryWorkload(view, se, uid, name, ep, labels, entryServiceMap(se, ep.ports, new Report()), `spec.endpoints[${i}]`, report, false);
     if (w) out.push(w);
   });
+  // DNS resolution without endpoints or selector: one workload per host, resolved by ztunnel through DNS.
+  const dns = se.spec?.resolution === 'DNS' || se.spec?.resolution === 'DNS_ROUND_ROBIN';
+  if (dns && (se.spec?.endpoints ?? []).length === 0 && !se.spec?.workloadSelector) {
+    const all = entryServiceMap(se, undefined, new Report());
+    for (const [key, ports] of all) {
+      const host = key.slice(namespace.length + 1);
+      if (host.startsWith('*')) continue;
+      const uid = serviceEntryWorkloadUid(view.settings.clusterId, namespace, name, host);
+      const w = entryWorkload(view, se, uid, name, { address: host }, labelsOf(se), new Map([[key, ports]]), 'spec.hosts', report, false);
+      if (w) out.push(w);
+    }
+  }
   return out;
 }
 
@@ -215,5 +246,5 @@ export function workloadEntryToWorkload(view: ClusterView, we: WorkloadEntry, re
     const hostname = serviceHostname(svc.metadata?.name ?? '', namespace, view.settings.domainSuffix);
     services.set(`${namespace}/${hostname}`, servicePortsForPod(svc, new Map(Object.entries(spec.ports ?? {}))));
   }
-  return entryWorkload(view, we, workloadEntryUid(view.settings.clusterId, namespace, name), name, spec, labels, services, 'spec', report);
+  return entryWorkload(view, we, workloadEntryUid(view.settings.clusterId, namespace, name), name, spec, labels, services, 'spec', report, true);
 }

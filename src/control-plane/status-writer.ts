@@ -20,6 +20,7 @@ import { ZTUNNEL_ACCEPTED } from './authorization.ts';
 const OWNED: Partial<Record<Kind, readonly string[]>> = {
   Service: [WAYPOINT_BOUND],
   ServiceEntry: [WAYPOINT_BOUND],
+  WorkloadEntry: [WAYPOINT_BOUND],
   AuthorizationPolicy: [ZTUNNEL_ACCEPTED],
 };
 

@@ -9,12 +9,14 @@ import {
   labelsOf, objectKey, selectorMatches, type EndpointSlice, type Gateway, type GatewayClass, type KubeAuthorizationPolicy, type KubeObject,
   type KubeService, type Namespace, type Node, type PeerAuthentication, type Pod, type ServiceEntry, type WorkloadEntry,
 } from './kube-objects.ts';
+import { conformObject } from './conform.ts';
 import { endpointSliceWorkloads } from './endpoint-slice.ts';
 import { convertPeerAuthentication, staticStrictPolicy, STATIC_STRICT_NAME } from './peer-authentication.ts';
 import { Report, type ObjectReport } from './report.ts';
 import { kubeServiceToService } from './service.ts';
 import { serviceEntryServices, serviceEntryWorkloads, workloadEntryToWorkload } from './service-entry.ts';
 import { DEFAULT_SETTINGS, type ClusterView, type TranslatorSettings } from './view.ts';
+import { GATEWAY_NAME_LABEL, waypointAllowPolicy } from './waypoint.ts';
 import { podToWorkload } from './workload.ts';
 
 /**
@@ -112,6 +114,8 @@ const splitRef = (ref: Ref): [string, string] => {
   return [ref.slice(0, i), ref.slice(i + 1)];
 };
 const STATIC_REF = refOf('StaticPolicy', STATIC_STRICT_NAME);
+/** Kinds translated into resources of their own (their reports come from the flush). */
+const COMPUTED_KINDS: ReadonlySet<string> = new Set(['Pod', 'Service', 'ServiceEntry', 'WorkloadEntry', 'AuthorizationPolicy', 'PeerAuthentication', 'EndpointSlice']);
 
 interface Published {
   readonly addresses: readonly string[];
@@ -154,16 +158,30 @@ export class Translator extends EventEmitter<TranslatorEvents> {
   /** kind → namespace → key → object (namespaced kinds). */
   readonly #byNamespace = new Map<string, Map<string, Map<string, KubeObject>>>();
   readonly #podsByNode = new Map<string, Set<string>>();
+  /** waypoint key → pod key → service account, of the waypoints' instance pods. */
+  readonly #waypointPods = new Map<string, Map<string, string>>();
   /** pod key → EndpointSlice keys that point at it. */
   readonly #slicesByPod = new Map<string, Set<string>>();
   /** namespace → policy key → selector, for the sent WORKLOAD_SELECTOR policies. */
   readonly #selectorPolicies = new Map<string, Map<string, Readonly<Record<string, string>>>>();
   readonly #published = new Map<Ref, Published>();
+  /** typeUrl\0name → the source that last wrote it. */
+  readonly #owners = new Map<string, Ref>();
   readonly #reports = new Map<Ref, ObjectReport>();
   /** waypoint key → refs that looked it up; and back. */
   readonly #waypointUsers = new Map<string, Set<Ref>>();
   readonly #usedWaypoints = new Map<Ref, Set<string>>();
   readonly #dirty = new Set<Ref>();
+  /** Auto-allocated ServiceEntry VIPs: `ns/host` → IP, the IPs in use, and which entry holds which keys. */
+  readonly #vips = new Map<string, string>();
+  readonly #vipsInUse = new Set<string>();
+  readonly #vipHolders = new Map<Ref, Set<string>>();
+  #allocating: Ref | undefined;
+  /** Status set over the sources' (local mode), and the objects as the sources gave them. */
+  readonly #statusOverlay = new Map<Ref, Readonly<Record<string, unknown>>>();
+  readonly #sourceObjects = new Map<Ref, KubeObject>();
+  /** Fields dropped at the door (wrong types), per object. */
+  readonly #inputProblems = new Map<Ref, readonly string[]>();
   readonly #pendingExtension = new Map<TranslatorExtension, ObjectChange[]>();
   #held = 0;
   #scheduled = false;
@@ -201,12 +219,22 @@ export class Translator extends EventEmitter<TranslatorEvents> {
 
   /** Applies one object change from a source. */
   change(change: ObjectChange): void {
-    const { kind, type, object } = change;
+    const { kind, type } = change;
+    const conformed = conformObject(kind, this.#withOverlay(kind, change.object));
+    const object = conformed.object;
     const key = objectKey(object);
     if (!object.metadata?.name) {
-      this.#setReport(refOf(kind, key || '<unnamed>'), kind, key || '<unnamed>', { problems: ['metadata.name: required; object ignored'], conditions: [] });
+      const name = key || '<unnamed>';
+      this.#setReport(refOf(kind, name), kind, name, { problems: [...conformed.problems, 'metadata.name: required; object ignored'], conditions: [] });
       return;
     }
+    const ref = refOf(kind, key);
+    if (type === 'upsert') this.#sourceObjects.set(ref, change.object);
+    else this.#sourceObjects.delete(ref);
+    if (type === 'upsert' && conformed.problems.length > 0) this.#inputProblems.set(ref, conformed.problems);
+    else this.#inputProblems.delete(ref);
+    // Kinds without outputs of their own report their input problems now.
+    if (!COMPUTED_KINDS.has(kind)) this.#setReport(ref, kind, key, { problems: [...(this.#inputProblems.get(ref) ?? [])], conditions: [] });
     const previous = this.#objects.get(kind)?.get(key);
     if (type === 'upsert') this.#store(kind, key, object, previous);
     else if (previous) this.#unstore(kind, key, previous);
@@ -217,6 +245,25 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     this.#schedule();
   }
 
+  /**
+   * Sets (or with undefined, clears) the `status` of an object over what its source says, and keeps it there
+   * across later changes from the source. For local mode, where no API server holds status: the waypoint
+   * controller publishes a Gateway's address with `overlayStatus('Gateway', ns, name, { addresses: [...] })`.
+   */
+  overlayStatus(kind: string, namespace: string | undefined, name: string, status: Readonly<Record<string, unknown>> | undefined): void {
+    const key = namespace ? `${namespace}/${name}` : name;
+    const ref = refOf(kind, key);
+    if (status === undefined) this.#statusOverlay.delete(ref);
+    else this.#statusOverlay.set(ref, status);
+    const source = this.#sourceObjects.get(ref);
+    if (source) this.change({ kind, type: 'upsert', object: source });
+  }
+
+  #withOverlay(kind: string, obj: KubeObject): KubeObject {
+    const status = this.#statusOverlay.get(refOf(kind, objectKey(obj)));
+    return status === undefined ? obj : ({ ...obj, status } as KubeObject);
+  }
+
   /** Recomputes everything (what the first full push does). */
   markAll(): void {
     for (const key of this.#keys('Pod')) this.#dirty.add(refOf('Pod', key));
@@ -224,6 +271,7 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     for (const key of this.#keys('ServiceEntry')) this.#dirty.add(refOf('ServiceEntry', key));
     for (const key of this.#keys('WorkloadEntry')) this.#dirty.add(refOf('WorkloadEntry', key));
     for (const key of this.#keys('EndpointSlice')) this.#dirty.add(refOf('EndpointSlice', key));
+    for (const key of this.#keys('Gateway')) this.#dirty.add(refOf('WaypointPolicy', key));
     for (const key of this.#keys('AuthorizationPolicy')) this.#dirty.add(refOf('AuthorizationPolicy', key));
     for (const key of this.#keys('PeerAuthentication')) this.#dirty.add(refOf('PeerAuthentication', key));
     this.#dirty.add(STATIC_REF);
@@ -292,18 +340,32 @@ export class Translator extends EventEmitter<TranslatorEvents> {
       for (const ref of dirty) {
         const [kind, key] = splitRef(ref);
         const report = new Report();
+        report.problems.push(...(this.#inputProblems.get(ref) ?? []));
         let outputs: Outputs;
         try {
           outputs = this.#compute(kind, key, report);
+          this.#allocating = undefined;
         } catch (err) {
+          this.#allocating = undefined;
           report.problem('<translation>', `failed: ${errorMessage(err)}`);
           outputs = { addresses: new Map(), policies: new Map(), workloads: 0 };
         }
         const before = this.#published.get(ref) ?? EMPTY_PUBLISHED;
-        for (const name of before.addresses) if (!outputs.addresses.has(name)) count(this.#snapshot.delete(TypeUrl.address, name));
-        for (const name of before.policies) if (!outputs.policies.has(name)) count(this.#snapshot.delete(TypeUrl.authorization, name));
-        for (const [name, bytes] of outputs.addresses) count(this.#snapshot.set(TypeUrl.address, name, bytes));
-        for (const [name, bytes] of outputs.policies) count(this.#snapshot.set(TypeUrl.authorization, name, bytes));
+        // A name another source has taken over since (a host moving between ServiceEntries) is not ours to delete.
+        const drop = (typeUrl: string, name: string) => {
+          const owner = `${typeUrl}\u0000${name}`;
+          if (this.#owners.get(owner) !== ref) return;
+          this.#owners.delete(owner);
+          count(this.#snapshot.delete(typeUrl, name));
+        };
+        const put = (typeUrl: string, name: string, bytes: Buffer) => {
+          this.#owners.set(`${typeUrl}\u0000${name}`, ref);
+          count(this.#snapshot.set(typeUrl, name, bytes));
+        };
+        for (const name of before.addresses) if (!outputs.addresses.has(name)) drop(TypeUrl.address, name);
+        for (const name of before.policies) if (!outputs.policies.has(name)) drop(TypeUrl.authorization, name);
+        for (const [name, bytes] of outputs.addresses) put(TypeUrl.address, name, bytes);
+        for (const [name, bytes] of outputs.policies) put(TypeUrl.authorization, name, bytes);
         if (outputs.addresses.size === 0 && outputs.policies.size === 0) this.#published.delete(ref);
         else this.#published.set(ref, { addresses: [...outputs.addresses.keys()], policies: [...outputs.policies.keys()], workloads: outputs.workloads });
         this.#trackWaypoints(ref, report.waypoints);
@@ -356,6 +418,13 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     if (kind === 'Pod') {
       const node = (obj as Pod).spec?.nodeName;
       if (node) addTo(this.#podsByNode, node, key);
+      const gw = labelsOf(obj)[GATEWAY_NAME_LABEL];
+      if (gw) {
+        const wk = `${ns}/${gw}`;
+        let pods = this.#waypointPods.get(wk);
+        if (!pods) this.#waypointPods.set(wk, (pods = new Map()));
+        pods.set(key, (obj as Pod).spec?.serviceAccountName || 'default');
+      }
     } else if (kind === 'EndpointSlice') {
       for (const podKey of this.#slicePods(obj as EndpointSlice)) addTo(this.#slicesByPod, podKey, key);
     } else if (kind === 'Namespace' && obj.metadata?.name === this.settings.systemNamespace) {
@@ -379,6 +448,10 @@ export class Translator extends EventEmitter<TranslatorEvents> {
     if (kind === 'Pod') {
       const node = (obj as Pod).spec?.nodeName;
       if (node) removeFrom(this.#podsByNode, node, key);
+      const gw = labelsOf(obj)[GATEWAY_NAME_LABEL];
+      const pods = gw ? this.#waypointPods.get(`${ns}/${gw}`) : undefined;
+      pods?.delete(key);
+      if (pods?.size === 0) this.#waypointPods.delete(`${ns}/${gw}`);
     } else if (kind === 'EndpointSlice') {
       for (const podKey of this.#slicePods(obj as EndpointSlice)) removeFrom(this.#slicesByPod, podKey, key);
     }
@@ -421,6 +494,15 @@ export class Translator extends EventEmitter<TranslatorEvents> {
       case 'WorkloadEntry':
       case 'AuthorizationPolicy':
         this.#dirty.add(refOf(kind, key));
+        if (kind === 'Pod') {
+          // A waypoint's instance pods: its allow policy, and what is bound to it.
+          for (const p of [current, previous]) {
+            const gw = p ? labelsOf(p)[GATEWAY_NAME_LABEL] : undefined;
+            if (!gw) continue;
+            this.#dirty.add(refOf('WaypointPolicy', `${ns}/${gw}`));
+            for (const ref of this.#waypointUsers.get(`${ns}/${gw}`) ?? []) this.#dirty.add(ref);
+          }
+        }
         if (kind === 'AuthorizationPolicy') {
           const selectors = [current, previous].map((p) => (p ? policySelector(p as KubeAuthorizationPolicy) : undefined));
           this.#markWorkloadsMatching(ns === this.settings.rootNamespace ? undefined : ns, selectors);
@@ -456,6 +538,7 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         break;
       }
       case 'Gateway':
+        this.#dirty.add(refOf('WaypointPolicy', key));
         for (const ref of this.#waypointUsers.get(key) ?? []) this.#dirty.add(ref);
         break;
       case 'GatewayClass':
@@ -475,6 +558,8 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         break;
       case 'ServiceEntry': {
         this.#dirty.add(refOf(kind, key));
+        // Host collisions: the namespace's other entries may win or lose a host now.
+        this.#markNamespace('ServiceEntry', ns);
         this.#markNamespace('WorkloadEntry', ns);
         break;
       }
@@ -543,12 +628,29 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         break;
       }
       case 'ServiceEntry': {
+        // Allocations are redone from scratch: a host that went keeps nothing.
+        const mine = this.#vipHolders.get(refOf(kind, key));
+        this.#vipHolders.delete(refOf(kind, key));
+        for (const k of mine ?? []) {
+          if ([...this.#vipHolders.values()].some((held) => held.has(k))) continue;
+          const ip = this.#vips.get(k);
+          if (ip) this.#vipsInUse.delete(ip);
+          this.#vips.delete(k);
+        }
+        this.#allocating = refOf(kind, key);
         const se = this.#get<ServiceEntry>('ServiceEntry', key);
         if (!se) break;
         const ns = nsOf(se);
         const k8sHostnames = new Set([...this.#inNamespace<KubeService>('Service', ns)].map((s) => `${s.metadata?.name ?? ''}.${ns}.svc.${this.settings.domainSuffix}`));
+        const older = (other: ServiceEntry) => {
+          const a = other.metadata?.creationTimestamp ?? '';
+          const b = se.metadata?.creationTimestamp ?? '';
+          return a !== b ? a < b : (other.metadata?.name ?? '') < (se.metadata?.name ?? '');
+        };
         for (const s of serviceEntryServices(this.view, se, report)) {
+          const winner = [...this.#inNamespace<ServiceEntry>('ServiceEntry', ns)].find((o) => o !== se && (o.spec?.hosts ?? []).includes(s.hostname) && older(o));
           if (k8sHostnames.has(s.hostname)) report.problem('spec.hosts', `${s.hostname} is a Kubernetes Service's hostname; the Service wins`);
+          else if (winner) report.problem('spec.hosts', `${s.hostname} is also a host of the older ServiceEntry ${ns}/${winner.metadata?.name ?? ''}, which wins`);
           else service(s);
         }
         for (const w of serviceEntryWorkloads(this.view, se, report)) workload(w);
@@ -574,6 +676,11 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         if (pa) policy(convertPeerAuthentication(pa, { rootNamespace: this.settings.rootNamespace, peerAuthentications: (ns) => this.view.peerAuthentications(ns) }, report));
         break;
       }
+      case 'WaypointPolicy': {
+        const gw = this.settings.autoAllowWaypointPolicy ? this.#get<Gateway>('Gateway', key) : undefined;
+        if (gw) policy(waypointAllowPolicy(this.view, gw));
+        break;
+      }
       case 'StaticPolicy':
         if ((this.#objects.get('PeerAuthentication')?.size ?? 0) > 0) policy(staticStrictPolicy(this.settings.rootNamespace));
         break;
@@ -581,6 +688,25 @@ export class Translator extends EventEmitter<TranslatorEvents> {
         break;
     }
     return out;
+  }
+
+  #allocateVip(namespace: string, host: string): string {
+    const key = `${namespace}/${host}`;
+    const known = this.#vips.get(key);
+    if (known) return known;
+    // FNV-1a of the key picks the slot; the next free one on collision.
+    let h = 0x811c9dc5;
+    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0;
+    let slot = (h % 65_534) + 1;
+    let ip = '';
+    for (let tries = 0; tries < 65_534; tries++, slot = (slot % 65_534) + 1) {
+      ip = `240.240.${slot >> 8}.${slot & 255}`;
+      if (!this.#vipsInUse.has(ip)) break;
+    }
+    this.#vips.set(key, ip);
+    this.#vipsInUse.add(ip);
+    if (this.#allocating) addTo(this.#vipHolders, this.#allocating, key);
+    return ip;
   }
 
   #snapshotCount(which: 'workload' | 'service'): number {
@@ -629,6 +755,8 @@ export class Translator extends EventEmitter<TranslatorEvents> {
       gatewayClass: (name) => self.#get<GatewayClass>('GatewayClass', name),
       authorizationPolicies: (ns) => self.#inNamespace<KubeAuthorizationPolicy>('AuthorizationPolicy', ns),
       peerAuthentications: (ns) => self.#inNamespace<PeerAuthentication>('PeerAuthentication', ns),
+      allocateVip: (ns, host) => self.#allocateVip(ns, host),
+      waypointServiceAccounts: (ns, name) => [...new Set(self.#waypointPods.get(`${ns}/${name}`)?.values() ?? [])].sort(),
       *selectorPolicies(ns) {
         for (const [key, selector] of self.#selectorPolicies.get(ns) ?? []) yield { key, selector };
       },

@@ -17,6 +17,8 @@ export interface TranslatorSettings {
   readonly systemNamespace: string;
   /** `AMBIENT_ENABLE_DRY_RUN_AUTHORIZATION_POLICY`. */
   readonly enableDryRun: boolean;
+  /** `PILOT_AUTO_ALLOW_WAYPOINT_POLICY`: an ALLOW policy per waypoint for the workloads bound to it. */
+  readonly autoAllowWaypointPolicy: boolean;
 }
 
 export const DEFAULT_SETTINGS: TranslatorSettings = Object.freeze({
@@ -26,6 +28,7 @@ export const DEFAULT_SETTINGS: TranslatorSettings = Object.freeze({
   rootNamespace: 'istio-system',
   systemNamespace: 'istio-system',
   enableDryRun: false,
+  autoAllowWaypointPolicy: false,
 });
 
 /**
@@ -54,4 +57,8 @@ export interface ClusterView {
    * translator answers from its cache of converted policies.
    */
   selectorPolicies(namespace: string): Iterable<{ readonly key: string; readonly selector: Readonly<Record<string, string>> }>;
+  /** A stable auto-allocated VIP (240.240.0.0/16) for a ServiceEntry host without addresses. */
+  allocateVip(namespace: string, host: string): string;
+  /** The service accounts of a waypoint's instance pods (label `gateway.networking.k8s.io/gateway-name`), sorted. */
+  waypointServiceAccounts(namespace: string, name: string): readonly string[];
 }

@@ -7,7 +7,7 @@ import { errorCode, errorMessage, MeshError } from '../core/errors.ts';
 import type { Handle } from '../core/lifecycle.ts';
 import type { Logger } from '../core/logger.ts';
 import { startInformer, type InformerEvents } from '../workload-api/kube/informer.ts';
-import { KubePath, kubeRest, type KubeRest } from './kube-rest.ts';
+import { KubeApiError, KubePath, kubeRest, type KubeRest } from './kube-rest.ts';
 import { localWaypointEnv, loopbackAllocator, type LaunchedWaypoint, type WaypointLauncher } from './waypoint-launcher.ts';
 import {
   Annotation,
@@ -67,12 +67,17 @@ export interface LocalModeOptions {
   readonly gateways: ObjectFeed<Gateway>;
   readonly launcher: WaypointLauncher;
   /**
-   * Each Gateway's status when it changes or the source's copy lacks it (`undefined` once the
-   * Gateway is gone). Its only address is the waypoint's IP: no Service carries the hostname here.
+   * Each Gateway's status when it changes (`undefined` once the Gateway is gone). Its only address is
+   * the waypoint's IP: no Service carries the hostname here. The receiver keeps it over what the
+   * source says (the translator's `overlayStatus`).
    */
   readonly onStatus?: (key: string, status: GatewayStatus | undefined, gateway: Gateway | undefined) => void;
   /** The address each waypoint gets (its INSTANCE_IP and the Gateway address); 127.0.10.N by default. */
   readonly addressFor?: (key: string) => string;
+  /** Delays between restarts of a waypoint that keeps exiting; 1 s doubling to 60 s by default. */
+  readonly restartBackoff?: BackoffOptions;
+  /** A waypoint that ran this long before it exited is restarted without delay and its backoff reset; 10 s by default. */
+  readonly healthyRunMs?: number;
   /** NODE_NAME of local waypoints; the host name by default. */
   readonly nodeName?: string;
 }
@@ -236,7 +241,10 @@ export function startWaypointController(options: WaypointControllerOptions): Way
       if (applied.get(key) !== json || !cached) {
         try {
           if (gw.metadata.annotations?.[Annotation.controllerVersion] !== CONTROLLER_VERSION) {
-            await api.mergePatch(KubePath.gateway(namespace, name), { metadata: { annotations: { [Annotation.controllerVersion]: CONTROLLER_VERSION } } }, CONTROLLER_FIELD_MANAGER);
+            // Bookkeeping only: without it (no patch right on gateways) the waypoint is still deployed.
+            await api
+              .mergePatch(KubePath.gateway(namespace, name), { metadata: { annotations: { [Annotation.controllerVersion]: CONTROLLER_VERSION } } }, CONTROLLER_FIELD_MANAGER)
+              .catch((err: unknown) => log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_APPLY_FAILED, gateway: key, err: errorMessage(err) }, `could not annotate the Gateway with ${Annotation.controllerVersion}; going on without it`));
           }
           await api.apply(KubePath.serviceAccount(namespace, serviceAccount.metadata.name), serviceAccount, CONTROLLER_FIELD_MANAGER, true);
           await api.apply(KubePath.deployment(namespace, deployment.metadata.name), deployment, CONTROLLER_FIELD_MANAGER, true);
@@ -274,6 +282,8 @@ export function startWaypointController(options: WaypointControllerOptions): Way
 
   // --- local mode
   const local = new Map<string, LocalEntry>();
+  const crashes = new Map<string, Backoff>();
+  const restartTimers = new Set<NodeJS.Timeout>();
   const addressFor = mode.kind === 'local' ? (mode.addressFor ?? loopbackAllocator()) : loopbackAllocator();
   const nodeName = mode.kind === 'local' ? (mode.nodeName ?? hostname()) : hostname();
 
@@ -288,6 +298,7 @@ export function startWaypointController(options: WaypointControllerOptions): Way
     const m = mode as LocalModeOptions;
     if (!gw || !decision || decision.kind === 'ignore') {
       await stopLocal(key);
+      crashes.delete(key);
       if (statuses.delete(key)) m.onStatus?.(key, undefined, gw);
       return;
     }
@@ -316,18 +327,29 @@ export function startWaypointController(options: WaypointControllerOptions): Way
         throw err instanceof MeshError ? err : new MeshError(ErrorCode.WAYPOINT_LAUNCHER_START_FAILED, `starting the local waypoint ${key} failed: ${errorMessage(err)}`, { cause: err });
       }
       const started: LocalEntry = { hash, address, launched };
+      const startedAt = performance.now();
       entry = started;
       local.set(key, started);
       void launched.exited.then(({ code, signal }) => {
         if (closed || local.get(key) !== started) return;
         local.delete(key);
-        scheduleRetry(key, new MeshError(ErrorCode.WAYPOINT_LAUNCHER_EXITED, `the local waypoint ${key} exited (code ${code}, signal ${signal})`));
+        // A crash loop backs off as a kubelet's does; a process that ran a while starts over from the first delay.
+        let crash = crashes.get(key);
+        if (!crash) crashes.set(key, (crash = new Backoff(m.restartBackoff ?? { initialMs: 1000, maxMs: 60_000, jitter: 0.2 })));
+        if (performance.now() - startedAt >= (m.healthyRunMs ?? 10_000)) crash.reset();
+        const delay = crash.next();
+        log.warn({ code: ErrorCode.WAYPOINT_LAUNCHER_EXITED, gateway: key, exitCode: code, signal, restartInMs: Math.round(delay) }, 'the local waypoint exited; restarting it');
+        const timer = setTimeout(() => {
+          restartTimers.delete(timer);
+          enqueue(key);
+        }, delay);
+        timer.unref();
+        restartTimers.add(timer);
       });
     }
     const before = statuses.get(key) ?? gw.status;
     const status = waypointStatus({ ...gw, ...(before ? { status: before } : {}) }, decision, { metadata: { name: decision.name }, spec: { clusterIP: entry.address } }, now(), { hostname: false });
-    // Told again when the source's copy lacks it (a reloaded file carries no status).
-    if (!statuses.has(key) || !sameStatus(statuses.get(key), status) || !sameStatus(gw.status, status)) {
+    if (!statuses.has(key) || !sameStatus(statuses.get(key), status)) {
       statuses.set(key, status);
       m.onStatus?.(key, status, gw);
     }
@@ -359,6 +381,14 @@ export function startWaypointController(options: WaypointControllerOptions): Way
       if (status) await api.mergePatch(KubePath.gatewayClassStatus(WAYPOINT_CLASS), { status }, CONTROLLER_FIELD_MANAGER);
     } catch (err) {
       if (closed) return;
+      if (err instanceof KubeApiError && err.status === 403) {
+        log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_APPLY_FAILED, err: errorMessage(err) }, `not permitted to create or accept the ${WAYPOINT_CLASS} GatewayClass; create it by hand (controllerName istio.io/mesh-controller)`);
+        return;
+      }
+      if (err instanceof KubeApiError && err.status === 404) {
+        log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_APPLY_FAILED, err: errorMessage(err) }, `the Gateway API is not served (its CRDs are not installed): no ${WAYPOINT_CLASS} GatewayClass and no waypoints until they are`);
+        return;
+      }
       const delay = classBackoff.next();
       log.warn({ code: ErrorCode.WAYPOINT_CONTROLLER_APPLY_FAILED, err: errorMessage(err), retryInMs: Math.round(delay) }, `ensuring the ${WAYPOINT_CLASS} GatewayClass failed; retrying`);
       classTimer = setTimeout(() => void ensureGatewayClass(), delay);
@@ -394,6 +424,7 @@ export function startWaypointController(options: WaypointControllerOptions): Way
         closed = true;
         clearInterval(resync);
         clearTimeout(classTimer);
+        for (const timer of restartTimers) clearTimeout(timer);
         await classDone;
         for (const r of retries.values()) clearTimeout(r.timer);
         gateways.off('add', onGateway);

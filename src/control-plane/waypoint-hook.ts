@@ -1,6 +1,9 @@
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { InformerEvents } from '../workload-api/kube/informer.ts';
+import { parseStaticTokens } from './ca-auth.ts';
 import type { ControlPlaneConfig } from './config.ts';
 import type { WaypointControllerFactory } from './control-plane.ts';
 import type { KubeObject } from './kube-objects.ts';
@@ -16,7 +19,8 @@ import { decideWaypoint, normalizeGateway, type Gateway, type GatewayStatus, typ
  * - local mode (`--config-dir`): the Gateways come from the translator (through `gatewayFeed`, a
  *   translator extension that sees every Gateway change of the folder), each waypoint becomes a local
  *   process, and what a cluster would add is given back to the translator: the Gateway's status
- *   address, and a Pod for the waypoint instance (so it has a Workload and an identity in the mesh).
+ *   address (`overlayStatus`, kept across reloads of the folder), and a Pod for the waypoint instance
+ *   (so it has a Workload and an identity in the mesh).
  */
 
 /** A translator extension that is also a Gateway feed for the controller: every Gateway the sources deliver. */
@@ -62,6 +66,10 @@ export interface WaypointHookOptions {
   readonly feed: GatewayFeedExtension;
   /** Local mode: the control plane's xDS/CA address for local waypoints; `localhost:<grpc port>` by default (read when each starts). */
   readonly localXdsAddress?: () => string;
+  /** Local mode: each line a waypoint writes (tests); by default they go to this process's stdout and stderr. */
+  readonly localOutput?: (key: string, stream: 'stdout' | 'stderr', line: string) => void;
+  /** Local mode: more arguments for each `ambientd waypoint` (tests: `--hbone-port 0` ...). */
+  readonly localArgs?: readonly string[];
   /** Another launcher (tests). */
   readonly launcher?: WaypointLauncher;
   readonly revision?: string;
@@ -104,16 +112,24 @@ export function waypointControllerHook(options: WaypointHookOptions): WaypointCo
     }
     const nodeName = 'local';
     const rootCa = config.rootCertOut ? { XDS_ROOT_CA: config.rootCertOut, CA_ROOT_CA: config.rootCertOut } : {};
+    const tokens = tokensByAccount(config.staticTokensFile, logger);
     // The control plane serves on localhost in local mode (its serving certificate names localhost).
     const xds = options.localXdsAddress ?? (() => `localhost:${config.grpcPort}`);
     const processes = processWaypointLauncher({
       command: options.localCommand,
       ...(options.localBaseEnv ? { baseEnv: options.localBaseEnv } : {}),
+      // Each on its own address, so several local waypoints do not collide on 15008/15020/15021.
+      args: (spec) => ['--bind-address', spec.address, ...(options.localArgs ?? [])],
+      ...(options.localOutput ? { output: options.localOutput } : {}),
       logger,
     });
     const base = options.launcher ?? processes;
     const launcher: WaypointLauncher = {
-      start: (spec) => base.start({ ...spec, env: { ...spec.env, XDS_ADDRESS: xds(), CA_ADDRESS: xds(), ...rootCa } }),
+      start: (spec) => {
+        // Its CA token: the static token listed for its service account, if there is one.
+        const token = tokens.get(`${spec.namespace}/${spec.serviceAccount}`);
+        return base.start({ ...spec, env: { ...spec.env, XDS_ADDRESS: xds(), CA_ADDRESS: xds(), ...rootCa, ...(token ? { AUTH_TOKEN: token } : {}) } });
+      },
     };
     return startWaypointController({
       render,
@@ -141,7 +157,9 @@ function translatorWriter(translator: Translator, logger: Logger, render: Waypoi
     const pod = gw && address ? localWaypointPod(gw, render, address, nodeName) : undefined;
     translator.hold();
     try {
-      if (gateway && status) translator.change({ kind: 'Gateway', type: 'upsert', object: { ...(gateway as unknown as KubeObject), status } as KubeObject });
+      // Kept over what the config folder says, across its reloads.
+      const [namespace, name] = [key.slice(0, key.indexOf('/')), key.slice(key.indexOf('/') + 1)];
+      translator.overlayStatus('Gateway', namespace, name, status ? { ...status } : undefined);
       const before = pods.get(key);
       if (before && before.metadata?.name !== pod?.metadata?.name) translator.change({ kind: 'Pod', type: 'delete', object: before });
       if (pod) {
@@ -153,4 +171,24 @@ function translatorWriter(translator: Translator, logger: Logger, render: Waypoi
     }
     logger.debug({ component: 'waypoint-controller', gateway: key, address }, 'local waypoint state given to the translator');
   };
+}
+
+/** `<ns>/<sa>` → its first token in the static token file (local mode's CA credentials). */
+function tokensByAccount(file: string | undefined, logger: Logger): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!file) return out;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    logger.warn({ component: 'waypoint-controller', file, err: errorMessage(err) }, 'cannot read the static tokens for local waypoints');
+    return out;
+  }
+  const parsed = parseStaticTokens(text);
+  if (!parsed.ok) return out;
+  for (const t of parsed.value) {
+    const key = `${t.account.namespace}/${t.account.serviceAccount}`;
+    if (!out.has(key)) out.set(key, t.token);
+  }
+  return out;
 }

@@ -44,7 +44,13 @@ interface EnvVar {
   readonly valueFrom?: { readonly fieldRef?: { readonly fieldPath?: string } };
 }
 
-/** The container env of a deploy decision with the downward-API fields resolved for a local process. */
+/** Env that names files the pod mounts (its token, the root certificate): meaningless for a local process. */
+const POD_MOUNT_ENV = new Set(['AUTH_TOKEN', 'XDS_ROOT_CA', 'CA_ROOT_CA']);
+
+/**
+ * The container env of a deploy decision with the downward-API fields resolved for a local process;
+ * the variables that point into the pod's volumes are left out (the caller knows the local files).
+ */
 export function localWaypointEnv(decision: Extract<WaypointDecision, { kind: 'deploy' }>, local: { readonly address: string; readonly nodeName: string }): Record<string, string> {
   const meta = decision.objects.deployment.metadata;
   const namespace = meta.namespace ?? 'default';
@@ -61,7 +67,7 @@ export function localWaypointEnv(decision: Extract<WaypointDecision, { kind: 'de
   for (const e of spec.template.spec.containers[0]?.env ?? []) {
     const path = e.valueFrom?.fieldRef?.fieldPath;
     const value = e.value ?? (path !== undefined ? fields[path] : undefined);
-    if (value !== undefined) env[e.name] = value;
+    if (value !== undefined && !POD_MOUNT_ENV.has(e.name)) env[e.name] = value;
   }
   return env;
 }
@@ -89,6 +95,8 @@ export interface ProcessLauncherOptions {
   readonly logger: Logger;
   /** 10 s by default. */
   readonly stopTimeoutMs?: number;
+  /** Arguments added per waypoint after `command`, e.g. `--bind-address <its address>`. */
+  readonly args?: (spec: LocalWaypointSpec) => readonly string[];
   /** Each line the process writes; without it, its output goes to this process's stdout and stderr. */
   readonly output?: (key: string, stream: 'stdout' | 'stderr', line: string) => void;
 }
@@ -103,7 +111,7 @@ export function processWaypointLauncher(options: ProcessLauncherOptions): Waypoi
       const env: Record<string, string> = {};
       for (const [k, v] of Object.entries(options.baseEnv ?? {})) if (v !== undefined) env[k] = v;
       Object.assign(env, spec.env, options.env ?? {});
-      const child = spawn(program, args, { env, stdio: ['ignore', options.output ? 'pipe' : 'inherit', options.output ? 'pipe' : 'inherit'] });
+      const child = spawn(program, [...args, ...(options.args?.(spec) ?? [])], { env, stdio: ['ignore', options.output ? 'pipe' : 'inherit', options.output ? 'pipe' : 'inherit'] });
       const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
         child.once('exit', (code, signal) => resolve({ code, signal }));
         child.once('error', () => resolve({ code: null, signal: null }));

@@ -1,5 +1,6 @@
 import { canonicalIp } from '../workload-api/convert.ts';
-import type { GatewayAddress } from '../workload-api/types.ts';
+import type { AuthorizationPolicy, GatewayAddress } from '../workload-api/types.ts';
+import { emptyMatch } from './authorization.ts';
 import { labelSelectorMatches, labelsOf, type Gateway, type KubeObject } from './kube-objects.ts';
 import { Report } from './report.ts';
 import type { ClusterView } from './view.ts';
@@ -103,16 +104,17 @@ export function waypointReference(view: ClusterView, obj: KubeObject): { readonl
 
 /**
  * The waypoint of `obj` as a `service` (Service, ServiceEntry) or a `workload` (Pod, WorkloadEntry). Sets the
- * `istio.io/WaypointBound` condition on `report` and records the waypoint key it looked up.
+ * `istio.io/WaypointBound` condition on `report` (services and WorkloadEntries: where Istio writes it) and records
+ * the waypoint key it looked up.
  */
-export function resolveWaypoint(view: ClusterView, obj: KubeObject, as: 'service' | 'workload', report: Report): WaypointBinding {
+export function resolveWaypoint(view: ClusterView, obj: KubeObject, as: 'service' | 'workload', report: Report, setCondition: boolean = as === 'service'): WaypointBinding {
   if (as === 'service' && MANAGED_WAYPOINT_VALUES.has(labelsOf(obj)[MANAGED_LABEL] ?? '')) return { kind: 'none' };
   const ref = waypointReference(view, obj);
   if (ref === undefined || ref === 'none') return { kind: 'none' };
   const key = `${ref.namespace}/${ref.name}`;
   report.waypoints.add(key);
   const unbound = (reason: 'WaypointIsNotReady' | 'AttachmentDenied' | 'UnsupportedTrafficType', message: string): WaypointBinding => {
-    if (as === 'service') report.condition(WAYPOINT_BOUND, 'False', reason, message);
+    if (setCondition) report.condition(WAYPOINT_BOUND, 'False', reason, message);
     return { kind: 'unbound', key, reason, message };
   };
   const gw = view.gateway(ref.namespace, ref.name);
@@ -126,7 +128,7 @@ export function resolveWaypoint(view: ClusterView, obj: KubeObject, as: 'service
     if (as === 'workload' && ref.inherited) return { kind: 'ignored', key };
     return unbound('UnsupportedTrafficType', `waypoint ${key} accepts ${traffic} traffic, not ${as} traffic`);
   }
-  if (as === 'service') report.condition(WAYPOINT_BOUND, 'True', 'WaypointAccepted', `bound to ${key}`);
+  if (setCondition) report.condition(WAYPOINT_BOUND, 'True', 'WaypointAccepted', `bound to ${key}`);
   return { kind: 'bound', key, address };
 }
 
@@ -165,4 +167,33 @@ export function canaryWaypoints(
     { destination: primary, weight: 100 - weight },
     { destination: canary.address, weight },
   ];
+}
+
+export const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+
+/** `istio_allow_waypoint_<ns>_<name>`, in the waypoint's namespace. */
+export function waypointPolicyName(namespace: string, name: string): string {
+  return `istio_allow_waypoint_${namespace}_${name}`;
+}
+
+/**
+ * `PILOT_AUTO_ALLOW_WAYPOINT_POLICY` (reference istio-ambient.md §3.7): per waypoint an ALLOW policy (its namespace,
+ * WORKLOAD_SELECTOR) with the exact principals of its instance pods' service accounts, listed by every workload
+ * bound to it directly or through one of its services. None while the waypoint has no instance pod (an ALLOW with
+ * no principal would allow everyone).
+ */
+export function waypointAllowPolicy(view: ClusterView, gw: Gateway): AuthorizationPolicy | undefined {
+  const namespace = gw.metadata?.namespace ?? '';
+  const name = gw.metadata?.name ?? '';
+  if (!isWaypointGateway(view, gw)) return undefined;
+  const accounts = view.waypointServiceAccounts(namespace, name);
+  if (accounts.length === 0) return undefined;
+  return {
+    name: waypointPolicyName(namespace, name),
+    namespace,
+    scope: 'WORKLOAD_SELECTOR',
+    action: 'ALLOW',
+    rules: [{ clauses: [{ matches: [{ ...emptyMatch(), principals: accounts.map((sa) => ({ kind: 'exact' as const, value: `${view.settings.trustDomain}/ns/${namespace}/sa/${sa}` })) }] }] }],
+    dryRun: false,
+  };
 }

@@ -2,10 +2,10 @@ import { canonicalIp } from '../workload-api/convert.ts';
 import type { Locality, Port, Workload } from '../workload-api/types.ts';
 import { labelsOf, selectorMatches, type Container, type KubeService, type Pod } from './kube-objects.ts';
 import { peerAuthenticationRefs } from './peer-authentication.ts';
-import type { Report } from './report.ts';
 import { numericTargetPort, serviceHostname } from './service.ts';
 import type { ClusterView } from './view.ts';
-import { resolveWaypoint } from './waypoint.ts';
+import { resolveWaypoint, waypointPolicyName, type WaypointBinding } from './waypoint.ts';
+import { Report } from './report.ts';
 
 /**
  * Pod → Workload (reference istio-ambient.md §3.3), pure.
@@ -191,11 +191,39 @@ export function podToWorkload(view: ClusterView, pod: Pod, report: Report): Work
     workloadName,
     nativeTunnel,
     services,
-    authorizationPolicies: workloadPolicyRefs(view, namespace, labels),
+    authorizationPolicies: [...new Set([...workloadPolicyRefs(view, namespace, labels), ...waypointPolicyRefs(view, binding, services.keys(), report)])].sort(),
     status: ready && !deleting ? 'HEALTHY' : 'UNHEALTHY',
     clusterId: view.settings.clusterId,
     ...(locality ? { locality } : {}),
     networkMode: pod.spec?.hostNetwork === true ? 'HOST_NETWORK' : 'STANDARD',
     capacity: 1,
   };
+}
+
+/**
+ * With `PILOT_AUTO_ALLOW_WAYPOINT_POLICY`: the waypoint allow policies a workload lists, for the waypoint it is
+ * bound to and those of its Kubernetes services (`services` keys), each only while that waypoint has instance pods.
+ * The waypoints looked up are recorded on `report`, so a change to one recomputes the workload.
+ */
+export function waypointPolicyRefs(view: ClusterView, own: WaypointBinding, serviceKeys: Iterable<string>, report: Report): string[] {
+  if (!view.settings.autoAllowWaypointPolicy) return [];
+  const keys = new Set<string>();
+  if (own.kind === 'bound') keys.add(own.key);
+  const suffix = `.svc.${view.settings.domainSuffix}`;
+  for (const key of serviceKeys) {
+    const [ns = '', hostname = ''] = key.split('/');
+    if (!hostname.endsWith(`.${ns}${suffix}`)) continue;
+    const svc = view.service(ns, hostname.slice(0, -(`.${ns}${suffix}`.length)));
+    if (!svc) continue;
+    const scratch = new Report();
+    const binding = resolveWaypoint(view, svc, 'service', scratch, false);
+    for (const k of scratch.waypoints) report.waypoints.add(k);
+    if (binding.kind === 'bound') keys.add(binding.key);
+  }
+  const refs: string[] = [];
+  for (const key of keys) {
+    const [ns = '', name = ''] = key.split('/');
+    if (view.waypointServiceAccounts(ns, name).length > 0) refs.push(`${ns}/${waypointPolicyName(ns, name)}`);
+  }
+  return refs;
 }

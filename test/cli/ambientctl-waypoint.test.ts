@@ -28,8 +28,8 @@ interface Cluster {
 }
 
 /** The fake API server, and the waypoint controller against it unless `controller` is false. */
-async function cluster(t: { teardown(fn: () => Promise<void>): void }, options: { readonly controller?: boolean } = {}): Promise<Cluster> {
-  const fake = await startFakeKube();
+async function cluster(t: { teardown(fn: () => Promise<void>): void }, options: { readonly controller?: boolean; readonly omitGroups?: readonly string[] } = {}): Promise<Cluster> {
+  const fake = await startFakeKube(options.omitGroups ? { omitGroups: options.omitGroups } : {});
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(fake.kubeconfigPath);
   const controller =
@@ -218,4 +218,32 @@ test('list, status and delete: istioctl\'s tables and messages, only istio-waypo
   t.is(noArgs.stderr, 'Error: must specify a waypoint name or delete all using --all or delete specific revision using --revision\n');
   const both = await c.ctl('delete', '--all', 'x');
   t.is(both.stderr, 'Error: cannot specify waypoint names when deleting all waypoints\n');
+});
+
+test('apply without the Gateway API installed: istioctl\'s hint to install the CRDs; list says why it cannot list', async (t) => {
+  const c = await cluster(t, { controller: false, omitGroups: ['gateway.networking.k8s.io'] });
+  c.fake.create('namespaces', { metadata: { name: 'prod' } });
+  const out = await c.ctl('apply', '-n', 'prod');
+  t.is(out.code, 1);
+  t.regex(out.stderr, /^Error: missing Kubernetes Gateway CRDs need to be installed before applying a waypoint: PATCH \/apis\/gateway\.networking\.k8s\.io\/v1\/namespaces\/prod\/gateways\/waypoint: HTTP 404 NotFound/);
+  const list = await c.ctl('list', '-n', 'prod');
+  t.is(list.code, 1);
+  t.regex(list.stderr, /HTTP 404 NotFound/);
+});
+
+test('no kubeconfig and no cluster: generate still works, the others say what is missing', async (t) => {
+  const home = await tempDir(t);
+  const run = async (...args: string[]) =>
+    execFileP(process.execPath, [AMBIENTCTL, 'waypoint', ...args], { env: { PATH: process.env['PATH'] ?? '', HOME: home } }).then(
+      (r) => ({ ...r, code: 0 }),
+      (e: { stdout: string; stderr: string; code: number }) => e,
+    );
+  const gen = await run('generate', '-n', 'prod');
+  t.is(gen.code, 0);
+  t.regex(gen.stdout, /namespace: prod/);
+  const list = await run('list');
+  t.is(list.code, 1);
+  t.is(list.stderr, 'Error: no kubeconfig (--kubeconfig, $KUBECONFIG or ~/.kube/config) and not running in a cluster\n');
+  const missing = await run('list', '--kubeconfig', join(home, 'nope'));
+  t.is(missing.stderr, `Error: kubeconfig ${join(home, 'nope')} not found\n`);
 });

@@ -129,3 +129,33 @@ test('local mode: static tokens, with the node from the token list', async (t) =
   t.regex(await request(cp, 'zt-n1', 'shop', 'db', true), /refused/);
   t.regex(await request(cp, 'nope', 'shop', 'web', false), /refused: .*not recognized/);
 });
+
+test('an unreachable API server: not ready (pending tasks named), no gRPC port, and close() still ends it all', async (t) => {
+  const dir = await tempDir(t);
+  const kubeconfig = join(dir, 'kubeconfig');
+  await writeFile(kubeconfig, JSON.stringify({
+    apiVersion: 'v1', kind: 'Config',
+    clusters: [{ name: 'x', cluster: { server: 'http://127.0.0.1:1', 'insecure-skip-tls-verify': true } }],
+    users: [{ name: 'x', user: {} }], contexts: [{ name: 'x', context: { cluster: 'x', user: 'x' } }], 'current-context': 'x',
+  }));
+  const config = parseControlPlaneConfig({ 'listen-address': '127.0.0.1', 'grpc-port': '0', 'monitoring-port': '0', 'readiness-port': '0' }, { KUBECONFIG: kubeconfig });
+  if (!config.ok) throw new Error(config.errors.join('; '));
+  const cp = await startControlPlane(config.value, { logger: captureLog().logger, backoff: { initialMs: 5, maxMs: 20 } });
+  const readiness = await fetch(`http://127.0.0.1:${cp.ports().readiness}/healthz/ready`);
+  t.is(readiness.status, 503);
+  t.is(await readiness.text(), 'not ready, pending: sources synced, xds and ca listening');
+  t.is(cp.ports().grpc, 0);
+  const ready = cp.ready.then(() => 'ready', () => 'rejected');
+  await cp.close();
+  t.is(await ready, 'rejected');
+});
+
+test('the API server gone: a certificate request is UNAVAILABLE (not UNAUTHENTICATED), and a cached token still works', async (t) => {
+  const fake = await cluster(t);
+  fake.registerToken('productpage', { username: 'system:serviceaccount:bookinfo:bookinfo-productpage' });
+  const cp = await controlPlane(t, {}, { KUBECONFIG: fake.kubeconfigPath });
+  t.regex(await request(cp, 'productpage', 'bookinfo', 'bookinfo-productpage', false), /^issued/);
+  await fake.close();
+  t.regex(await request(cp, 'productpage', 'bookinfo', 'bookinfo-productpage', false), /^issued/, 'accepted tokens are remembered for a while');
+  t.regex(await request(cp, 'other', 'bookinfo', 'bookinfo-productpage', false), /refused: .*UNAVAILABLE: cannot authenticate the caller: TokenReview failed/);
+});

@@ -7,6 +7,9 @@ import { TypeUrl } from '../../src/workload-api/proto.ts';
 import { ResourceSnapshot } from '../../src/workload-api/snapshot.ts';
 import { captureLog } from '../helpers/log.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { snapshotJson } from './golden.ts';
+
+const snapshotJsonOf = (s: ResourceSnapshot) => snapshotJson(s).addresses;
 
 // --config-dir: a watched folder of YAML objects feeding the same translator.
 
@@ -116,4 +119,21 @@ test('bad input loses nothing: a broken file keeps its objects, duplicates are r
   await replace(join(dir, 'a.yaml'), POD('a', '10.0.0.1'));
   await eventually(() => !source.problems().some((p) => p.startsWith('a.yaml')) && names(snapshot).length === 3, 'the fix');
   t.deepEqual(names(snapshot), ['Kubernetes//Pod/default/a', 'Kubernetes//Pod/default/b', 'Kubernetes//Pod/default/c']);
+});
+
+test('local mode: a status overlay (a waypoint controller publishing an address) survives later changes of the file', async (t) => {
+  const gateway = 'apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: wp, namespace: default}\nspec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}\n';
+  const service = (extra: string) => `apiVersion: v1\nkind: Service\nmetadata: {name: web, labels: {istio.io/use-waypoint: wp${extra}}}\nspec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}\n`;
+  const { dir, snapshot, translator } = await setup(t, { 'gw.yaml': gateway, 'svc.yaml': service('') });
+  const waypointOf = () => (snapshotJsonOf(snapshot)['default/web.default.svc.cluster.local'] as { service: { waypoint?: unknown } }).service.waypoint;
+  t.is(waypointOf(), undefined, 'no address yet');
+  const flushed = new Promise((resolve) => translator.once('flush', resolve));
+  translator.overlayStatus('Gateway', 'default', 'wp', { addresses: [{ type: 'IPAddress', value: '10.96.0.50' }] });
+  await flushed;
+  t.deepEqual(waypointOf(), { destination: { kind: 'address', network: '', ip: '10.96.0.50' }, hboneMtlsPort: 15008 });
+  await replace(join(dir, 'gw.yaml'), gateway.replace('listeners:', 'infrastructure: {labels: {a: b}}, listeners:'));
+  await eventually(() => (translator.object('Gateway', 'default', 'wp') as { spec?: { infrastructure?: unknown } }).spec?.infrastructure !== undefined, 'the file change');
+  t.truthy(waypointOf(), 'the overlay stays across a file change');
+  translator.overlayStatus('Gateway', 'default', 'wp', undefined);
+  await eventually(() => waypointOf() === undefined, 'the cleared overlay');
 });

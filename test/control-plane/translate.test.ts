@@ -1,6 +1,9 @@
 import test from 'ava';
 import type { KubeObject } from '../../src/control-plane/kube-objects.ts';
 import { Translator } from '../../src/control-plane/translator.ts';
+import type { TranslatorSettings } from '../../src/control-plane/view.ts';
+import { authorize } from '../../src/ztunnel/rbac.ts';
+import type { AuthorizationPolicy } from '../../src/workload-api/types.ts';
 import { ResourceSnapshot } from '../../src/workload-api/snapshot.ts';
 import type { Service, Workload } from '../../src/workload-api/types.ts';
 import { snapshotJson } from './golden.ts';
@@ -9,9 +12,9 @@ import { snapshotJson } from './golden.ts';
 
 type Obj = [kind: string, object: KubeObject];
 
-function translate(objects: readonly Obj[]) {
+function translate(objects: readonly Obj[], settings: Partial<TranslatorSettings> = {}) {
   const snapshot = new ResourceSnapshot();
-  const translator = new Translator({ snapshot, autoFlush: false });
+  const translator = new Translator({ snapshot, autoFlush: false, settings });
   for (const [kind, object] of objects) translator.change({ kind, type: 'upsert', object });
   translator.markAll();
   translator.flush();
@@ -266,4 +269,173 @@ test('canary waypoint: weighted_waypoints [primary 100-w, canary w] with the pri
   t.regex(missing.translator.reportOf('Service', 'ns1', 's')?.problems[0] ?? '', /canary waypoint ns1\/ghost is not usable \(WaypointIsNotReady\)/);
   const fromNamespace = translate([waypoint('wp', 'ns1'), waypoint('wp2', 'ns1'), ns('ns1', { 'istio.io/use-waypoint': 'wp', 'istio.io/use-waypoint-canary': 'wp2' }, { 'istio.io/use-waypoint-canary-weight': '50' }), svc('s', {})]);
   t.deepEqual(fromNamespace.service(SVC)?.weightedWaypoints.map((w) => w.weight), [50, 50]);
+});
+
+test('ServiceEntry host collisions: a Kubernetes Service wins, else the oldest entry; the loser reports it', (t) => {
+  const se = (name: string, created: string, hosts: string[]): Obj => [
+    'ServiceEntry',
+    { metadata: { name, namespace: 'ns1', creationTimestamp: created }, spec: { hosts, ports: [{ number: 80, name: 'http', protocol: 'HTTP' }] } } as KubeObject,
+  ];
+  const { json, translator } = translate([svc('s', {}), se('young', '2026-02-01T00:00:00Z', ['shared.example.com', 's.ns1.svc.cluster.local']), se('old', '2025-01-01T00:00:00Z', ['shared.example.com'])]);
+  t.is((json.addresses['ns1/shared.example.com'] as { service: { name: string } }).service.name, 'old');
+  t.is((json.addresses[SVC] as { service: { name: string } }).service.name, 's');
+  t.deepEqual(translator.reportOf('ServiceEntry', 'ns1', 'young')?.problems, [
+    'spec.hosts: shared.example.com is also a host of the older ServiceEntry ns1/old, which wins',
+    "spec.hosts: s.ns1.svc.cluster.local is a Kubernetes Service's hostname; the Service wins",
+  ]);
+  t.is(translator.reportOf('ServiceEntry', 'ns1', 'old'), undefined);
+});
+
+test('a host moves to the next oldest ServiceEntry when the winner goes, whatever the recompute order (names have one owner)', (t) => {
+  for (const order of [['old', 'young'], ['young', 'old']]) {
+    const snapshot = new ResourceSnapshot();
+    const translator = new Translator({ snapshot, autoFlush: false });
+    const se = (name: string, created: string): KubeObject => ({ metadata: { name, namespace: 'ns1', creationTimestamp: created }, spec: { hosts: ['shared.example.com'], ports: [{ number: 80 }] } }) as KubeObject;
+    const entries: Record<string, KubeObject> = { old: se('old', '2025-01-01T00:00:00Z'), young: se('young', '2026-01-01T00:00:00Z') };
+    for (const name of order) translator.change({ kind: 'ServiceEntry', type: 'upsert', object: entries[name]! });
+    translator.flush();
+    t.is((snapshotJson(snapshot).addresses['ns1/shared.example.com'] as { service: { name: string } }).service.name, 'old');
+    // The young entry changes in the same batch, so it is recomputed before the old one's deletion.
+    translator.change({ kind: 'ServiceEntry', type: 'upsert', object: { ...entries['young']!, metadata: { ...entries['young']!.metadata, labels: { touched: 'yes' } } } });
+    translator.change({ kind: 'ServiceEntry', type: 'delete', object: entries['old']! });
+    translator.flush();
+    t.is((snapshotJson(snapshot).addresses['ns1/shared.example.com'] as { service: { name: string } } | undefined)?.service.name, 'young', order.join(','));
+    translator.change({ kind: 'ServiceEntry', type: 'delete', object: entries['young']! });
+    translator.flush();
+    t.is(snapshotJson(snapshot).addresses['ns1/shared.example.com'], undefined);
+  }
+});
+
+test('Workload.authorization_policies: sent selector policies of its namespace and the root namespace that match, sorted, then PeerAuthentication\'s', (t) => {
+  const ap = (namespace: string, name: string, spec: Record<string, unknown>, annotations: Record<string, string> = {}): Obj => ['AuthorizationPolicy', { metadata: { name, namespace, annotations }, spec } as KubeObject];
+  const match = { selector: { matchLabels: { app: 'web' } }, rules: [{}] };
+  const { workload } = translate([
+    pod('p'),
+    ap('ns1', 'z-local', match),
+    ap('ns1', 'a-local', match),
+    ap('istio-system', 'mesh-wide', match),
+    ap('ns2', 'elsewhere', match),
+    ap('ns1', 'not-matching', { selector: { matchLabels: { app: 'db' } }, rules: [{}] }),
+    ap('ns1', 'namespace-scope', { rules: [{}] }),
+    ap('ns1', 'custom', { ...match, action: 'CUSTOM', provider: { name: 'x' } }),
+    ap('ns1', 'dry', match, { 'istio.io/dry-run': 'true' }),
+    ap('ns1', 'at-waypoint', { ...match, targetRefs: [{ kind: 'Gateway', name: 'wp' }] }),
+    ['PeerAuthentication', { metadata: { name: 'default', namespace: 'istio-system' }, spec: { mtls: { mode: 'STRICT' } } } as KubeObject],
+  ]);
+  t.deepEqual(workload(UID)?.authorizationPolicies, ['istio-system/istio_converted_static_strict', 'istio-system/mesh-wide', 'ns1/a-local', 'ns1/z-local']);
+});
+
+test('WorkloadEntry waypoint binding: bound to a workload waypoint, with the WaypointBound condition Istio sets on it', (t) => {
+  const we = (name: string, wp: string): Obj => ['WorkloadEntry', { metadata: { name, namespace: 'ns1', labels: { 'istio.io/use-waypoint': wp } }, spec: { address: '192.0.2.1' } } as KubeObject];
+  const { workload, translator } = translate([waypoint('wl', 'ns1', { 'istio.io/waypoint-for': 'workload' }), waypoint('svc-only', 'ns1'), we('vm1', 'wl'), we('vm2', 'svc-only')]);
+  t.deepEqual(workload('Kubernetes/networking.istio.io/WorkloadEntry/ns1/vm1')?.waypoint, HOST_WP('wl', 'ns1'));
+  t.like(translator.reportOf('WorkloadEntry', 'ns1', 'vm1')?.conditions[0], { type: 'istio.io/WaypointBound', status: 'True' });
+  t.is(workload('Kubernetes/networking.istio.io/WorkloadEntry/ns1/vm2')?.waypoint, undefined);
+  t.like(translator.reportOf('WorkloadEntry', 'ns1', 'vm2')?.conditions[0], { type: 'istio.io/WaypointBound', status: 'False', reason: 'UnsupportedTrafficType' });
+});
+
+test('PILOT_AUTO_ALLOW_WAYPOINT_POLICY: one ALLOW per waypoint with its pods\' identities, listed by workloads bound to it directly or through a service', (t) => {
+  const objects: Obj[] = [
+    waypoint('wp', 'ns1', { 'istio.io/waypoint-for': 'all' }),
+    ['Pod', { metadata: { name: 'wp-1', namespace: 'ns1', labels: { 'gateway.networking.k8s.io/gateway-name': 'wp' } }, spec: { serviceAccountName: 'wp' }, status: { podIP: '10.0.0.9' } } as KubeObject],
+    pod('p'),
+    svc('s', {}, { 'istio.io/use-waypoint': 'wp' }),
+    ['Pod', { metadata: { name: 'direct', namespace: 'ns1', labels: { app: 'other', 'istio.io/use-waypoint': 'wp' } }, status: { podIP: '10.0.0.2' } } as KubeObject],
+    ['Pod', { metadata: { name: 'alone', namespace: 'ns1', labels: { app: 'other' } }, status: { podIP: '10.0.0.3' } } as KubeObject],
+  ];
+  const on = translate(objects, { autoAllowWaypointPolicy: true });
+  const policy = on.json.authorizations['ns1/istio_allow_waypoint_ns1_wp'] as AuthorizationPolicy;
+  t.like(policy, { name: 'istio_allow_waypoint_ns1_wp', namespace: 'ns1', scope: 'WORKLOAD_SELECTOR', action: 'ALLOW' });
+  t.deepEqual(policy.rules[0]?.clauses[0]?.matches[0]?.principals, [{ kind: 'exact', value: 'cluster.local/ns/ns1/sa/wp' }]);
+  t.deepEqual(on.workload(UID)?.authorizationPolicies, ['ns1/istio_allow_waypoint_ns1_wp'], 'through its service');
+  t.deepEqual(on.workload('Kubernetes//Pod/ns1/direct')?.authorizationPolicies, ['ns1/istio_allow_waypoint_ns1_wp'], 'bound directly');
+  t.deepEqual(on.workload('Kubernetes//Pod/ns1/alone')?.authorizationPolicies, []);
+  // What it means in ztunnel: only the waypoint's identity gets in.
+  const from = (sa: string) => authorize([policy], { sourceIp: '10.0.0.9', destinationIp: '10.0.0.1', destinationPort: 8080, peer: { trustDomain: 'cluster.local', namespace: 'ns1', serviceAccount: sa } }).decision.allowed;
+  t.true(from('wp'));
+  t.false(from('client'));
+  const off = translate(objects);
+  t.is(off.json.authorizations['ns1/istio_allow_waypoint_ns1_wp'], undefined, 'off by default');
+  t.deepEqual(off.workload(UID)?.authorizationPolicies, []);
+  const noInstances = translate(objects.filter(([, o]) => o.metadata?.name !== 'wp-1'), { autoAllowWaypointPolicy: true });
+  t.is(noInstances.json.authorizations['ns1/istio_allow_waypoint_ns1_wp'], undefined, 'no instance pod: no policy (it would allow everyone)');
+  t.deepEqual(noInstances.workload(UID)?.authorizationPolicies, []);
+});
+
+test('the waypoint allow policy follows its instance pods incrementally', (t) => {
+  const snapshot = new ResourceSnapshot();
+  const translator = new Translator({ snapshot, autoFlush: false, settings: { autoAllowWaypointPolicy: true } });
+  for (const [kind, object] of [waypoint('wp', 'ns1'), pod('p'), svc('s', {}, { 'istio.io/use-waypoint': 'wp' })]) translator.change({ kind, type: 'upsert', object });
+  translator.markAll();
+  translator.flush();
+  t.is(snapshotJson(snapshot).authorizations['ns1/istio_allow_waypoint_ns1_wp'], undefined);
+  const instance = { metadata: { name: 'wp-1', namespace: 'ns1', labels: { 'gateway.networking.k8s.io/gateway-name': 'wp' } }, spec: { serviceAccountName: 'wp' }, status: { podIP: '10.0.0.9' } } as KubeObject;
+  translator.change({ kind: 'Pod', type: 'upsert', object: instance });
+  translator.flush();
+  t.truthy(snapshotJson(snapshot).authorizations['ns1/istio_allow_waypoint_ns1_wp']);
+  t.deepEqual((snapshotJson(snapshot).addresses[UID] as { workload: Workload }).workload.authorizationPolicies, ['ns1/istio_allow_waypoint_ns1_wp']);
+  translator.change({ kind: 'Pod', type: 'delete', object: instance });
+  translator.flush();
+  t.is(snapshotJson(snapshot).authorizations['ns1/istio_allow_waypoint_ns1_wp'], undefined);
+  t.deepEqual((snapshotJson(snapshot).addresses[UID] as { workload: Workload }).workload.authorizationPolicies, []);
+});
+
+test('ServiceEntry exportTo: everyone by default or with *, NAMESPACE for "." alone, not published for "~"', (t) => {
+  const se = (name: string, exportTo?: string[]): Obj => ['ServiceEntry', { metadata: { name, namespace: 'ns1' }, spec: { hosts: [`${name}.example.com`], ports: [{ number: 80 }], ...(exportTo ? { exportTo } : {}) } } as KubeObject];
+  const { service } = translate([se('all'), se('star', ['*']), se('dot', ['.']), se('own', ['ns1']), se('other', ['.', 'ns2']), se('hidden', ['~'])]);
+  t.is(service('ns1/all.example.com')?.visibility, 'PUBLIC');
+  t.is(service('ns1/star.example.com')?.visibility, 'PUBLIC');
+  t.is(service('ns1/dot.example.com')?.visibility, 'NAMESPACE');
+  t.is(service('ns1/own.example.com')?.visibility, 'NAMESPACE');
+  t.is(service('ns1/other.example.com')?.visibility, 'PUBLIC', 'another namespace too: no narrower visibility exists');
+  t.is(service('ns1/hidden.example.com'), undefined);
+});
+
+test('a DNS ServiceEntry without endpoints has one hostname workload per host (wildcards excepted)', (t) => {
+  const { workload, json } = translate([
+    ['ServiceEntry', { metadata: { name: 'ext', namespace: 'ns1' }, spec: { hosts: ['api.example.com', '*.wild.example.com'], ports: [{ number: 443, name: 'tls', protocol: 'TLS' }], resolution: 'DNS' } } as KubeObject],
+    ['ServiceEntry', { metadata: { name: 'static', namespace: 'ns1' }, spec: { hosts: ['s.example.com'], ports: [{ number: 80 }], resolution: 'STATIC' } } as KubeObject],
+  ]);
+  t.like(workload('Kubernetes/networking.istio.io/ServiceEntry/ns1/ext/api.example.com'), { hostname: 'api.example.com', addresses: [], status: 'HEALTHY' });
+  t.deepEqual(Object.keys(workload('Kubernetes/networking.istio.io/ServiceEntry/ns1/ext/api.example.com')?.services as object), ['ns1/api.example.com']);
+  t.deepEqual(Object.keys(json.addresses).filter((k) => k.includes('/ServiceEntry/')), ['Kubernetes/networking.istio.io/ServiceEntry/ns1/ext/api.example.com']);
+});
+
+test('a ServiceEntry without addresses takes the VIPs recorded per host in its status', (t) => {
+  const { service } = translate([
+    ['ServiceEntry', { metadata: { name: 'ext', namespace: 'ns1' }, spec: { hosts: ['a.example.com', 'b.example.com'], ports: [{ number: 80 }], resolution: 'DNS' }, status: { addresses: [{ host: 'a.example.com', value: '240.240.0.1' }, { host: 'b.example.com', value: '240.240.0.2' }, { host: 'b.example.com', value: '2001:2::2' }] } } as KubeObject],
+  ]);
+  t.deepEqual(service('ns1/a.example.com')?.addresses, [{ network: '', ip: '240.240.0.1' }]);
+  t.deepEqual(service('ns1/b.example.com')?.addresses, [{ network: '', ip: '240.240.0.2' }, { network: '', ip: '2001:2::2' }]);
+});
+
+test('ServiceEntry VIP auto-allocation: stable per host in 240.240.0.0/16, distinct, released with the host; none for wildcards or recorded ones', (t) => {
+  const snapshot = new ResourceSnapshot();
+  const translator = new Translator({ snapshot, autoFlush: false });
+  const se = (name: string, hosts: string[]): KubeObject => ({ metadata: { name, namespace: 'ns1' }, spec: { hosts, ports: [{ number: 80 }], resolution: 'DNS' } }) as KubeObject;
+  const vip = (host: string) => (snapshotJson(snapshot).addresses[`ns1/${host}`] as { service: Service } | undefined)?.service.addresses.map((a) => a.ip);
+  translator.change({ kind: 'ServiceEntry', type: 'upsert', object: se('a', ['one.example.com', 'two.example.com', '*.wild.example.com']) });
+  translator.flush();
+  const one = vip('one.example.com');
+  t.regex(one?.[0] ?? '', /^240\.240\.\d+\.\d+$/);
+  t.notDeepEqual(vip('two.example.com'), one);
+  t.deepEqual(vip('*.wild.example.com'), []);
+  // Recomputed (the entry changes): the same VIPs.
+  translator.change({ kind: 'ServiceEntry', type: 'upsert', object: { ...se('a', ['one.example.com', 'two.example.com']), metadata: { name: 'a', namespace: 'ns1', labels: { x: 'y' } } } as KubeObject });
+  translator.flush();
+  t.deepEqual(vip('one.example.com'), one);
+  // A fresh translator computes the same VIP for the same host: stable across restarts.
+  const again = new Translator({ snapshot: new ResourceSnapshot(), autoFlush: false });
+  t.is(again.view.allocateVip('ns1', 'one.example.com'), one?.[0] ?? '');
+  // Written addresses are used as they are.
+  translator.change({ kind: 'ServiceEntry', type: 'upsert', object: { metadata: { name: 'b', namespace: 'ns1' }, spec: { hosts: ['fixed.example.com'], addresses: ['10.1.1.1'], ports: [{ number: 80 }] } } as KubeObject });
+  translator.flush();
+  t.deepEqual(vip('fixed.example.com'), ['10.1.1.1']);
+  // The entry gone, so is its service; the same host later gets the same VIP.
+  translator.change({ kind: 'ServiceEntry', type: 'delete', object: se('a', []) });
+  translator.flush();
+  t.is(vip('one.example.com'), undefined);
+  translator.change({ kind: 'ServiceEntry', type: 'upsert', object: se('c', ['one.example.com']) });
+  translator.flush();
+  t.deepEqual(vip('one.example.com'), one);
 });

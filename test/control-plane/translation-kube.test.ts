@@ -125,3 +125,19 @@ test('bad input is reported against the object and skips only what is wrong', as
   t.truthy(snapshot.entry(TypeUrl.authorization, 'bookinfo/bad-port'), 'the policy is still sent (allowing nothing)');
   t.is(translator.problems().length, 2);
 });
+
+test('kinds whose API group is not served (CRDs not installed) are skipped, and everything else syncs', async (t) => {
+  const fake = await startFakeKube({ omitGroups: ['networking.istio.io', 'gateway.networking.k8s.io'] });
+  t.teardown(() => fake.close());
+  fake.create('pods', { metadata: { name: 'p', namespace: 'default' }, spec: { nodeName: 'n' }, status: { podIP: '10.0.0.1' } } as KubeObjectJson);
+  const kc = new KubeConfig();
+  kc.loadFromFile(fake.kubeconfigPath);
+  const snapshot = new ResourceSnapshot();
+  const translator = new Translator({ snapshot });
+  const source = startKubeSource({ kubeConfig: kc, translator, logger: captureLog().logger, backoff: { initialMs: 5, maxMs: 50 } });
+  t.teardown(() => source.close());
+  await source.synced;
+  t.deepEqual([...(await source.skipped)].sort(), ['GRPCRoute', 'Gateway', 'GatewayClass', 'HTTPRoute', 'ServiceEntry', 'WorkloadEntry']);
+  t.truthy(translator.object('Pod', 'default', 'p'));
+  t.false(fake.requests.some((r) => r.path.startsWith('/apis/gateway.networking.k8s.io/v1/') && r.watch), 'no watch on a skipped kind');
+});

@@ -196,3 +196,16 @@ test('cluster: the istio-waypoint GatewayClass is created when missing and marke
   t.is((other.get('gatewayclasses', undefined, 'istio-waypoint')?.['spec'] as { description: string }).description, 'ours, by hand');
   t.false(other.requests.some((r) => r.contentType === 'application/apply-patch+yaml' && r.path.includes('gatewayclasses')), 'not re-applied');
 });
+
+test('cluster: without the Gateway API served the controller says so once, keeps running, and closes', async (t) => {
+  const fake = await startFakeKube({ omitGroups: ['gateway.networking.k8s.io'] });
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(fake.kubeconfigPath);
+  const log = captureLog();
+  const controller = startWaypointController({ render: RENDER, logger: log.logger, mode: { kind: 'cluster', kubeConfig, resyncMs: 0 } });
+  const record = await log.waitForCode('WAYPOINT_CONTROLLER_APPLY_FAILED');
+  t.regex(String(record['msg']), /the Gateway API is not served/);
+  await controller.close();
+  await fake.close();
+  t.is(log.records.filter((r) => r['code'] === 'WAYPOINT_CONTROLLER_APPLY_FAILED').length, 1);
+});

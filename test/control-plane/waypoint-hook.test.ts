@@ -3,6 +3,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseControlPlaneConfig } from '../../src/control-plane/config.ts';
 import { startControlPlane } from '../../src/control-plane/control-plane.ts';
+import { l7Extension } from '../../src/control-plane/l7/extension.ts';
 import { processWaypointLauncher } from '../../src/control-plane/waypoint-launcher.ts';
 import { gatewayFeed, renderOptionsFor, waypointControllerHook } from '../../src/control-plane/waypoint-hook.ts';
 import { normalizeGateway } from '../../src/control-plane/waypoint-objects.ts';
@@ -19,6 +20,7 @@ import { snapshotJson } from './golden.ts';
  */
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'fake-waypoint.js');
+const AMBIENTD = join(import.meta.dirname, '..', '..', 'src', 'cli', 'ambientd.js');
 
 const MESH = `
 apiVersion: v1
@@ -111,6 +113,13 @@ test('local mode: a Gateway in the folder runs a local waypoint; the Service bou
   t.like(waypointWorkload(addresses)?.workload, { addresses: ['127.0.10.1'], serviceAccount: 'waypoint', namespace: 'prod' });
   t.like(cp.translator.reportOf('Service', 'prod', 'echo')?.conditions.find((c) => c.type === 'istio.io/WaypointBound'), { status: 'True' });
 
+  // A reload of the folder (the Gateway file rewritten, with no status in it) keeps the address, and the same process.
+  await writeFile(join(dir, 'gateway.yaml'), GATEWAY.replace('  namespace: prod\n', '  namespace: prod\n  labels:\n    team: books\n'));
+  await until(() => cp.translator.object('Gateway', 'prod', 'waypoint')?.metadata?.labels?.['team'] === 'books', 'the rewritten Gateway is loaded');
+  await until(() => cp.translator.stats().flushes > 0 && serviceOf(snapshotJson(cp.snapshot).addresses)?.service.waypoint !== undefined, 'still bound');
+  t.like(cp.translator.object('Gateway', 'prod', 'waypoint'), { status: { addresses: [{ type: 'IPAddress', value: '127.0.10.1' }] } });
+  t.is(reports.length, 1, 'not restarted: what the process gets did not change');
+
   await rm(join(dir, 'gateway.yaml'));
   await until(() => stopped.length === 1, 'the local waypoint stopped');
   await until(() => serviceOf(snapshotJson(cp.snapshot).addresses)?.service.waypoint === undefined, 'the Service is unbound');
@@ -126,4 +135,58 @@ test('renderOptionsFor: the control plane\'s names and addresses; normalizeGatew
   t.is(normalizeGateway({ metadata: {} }), undefined);
   t.is(normalizeGateway('x'), undefined);
   t.deepEqual(normalizeGateway({ metadata: { name: 'g' }, spec: { listeners: [{ port: '15008' }, null] } })?.spec, { gatewayClassName: '', listeners: [{ name: 'listener-0', port: -1, protocol: '' }, { name: 'listener-1', port: -1, protocol: '' }] });
+});
+
+test('local mode with the real `ambientd waypoint`: it runs on its own address, gets its certificate from this CA with the static token of its service account, and turns ready on this control plane\'s xDS (the L7 types included)', async (t) => {
+  const dir = await tempDir(t);
+  const out = await tempDir(t);
+  await writeFile(join(dir, 'mesh.yaml'), MESH);
+  await writeFile(join(dir, 'gateway.yaml'), GATEWAY);
+  const tokens = join(out, 'tokens');
+  await writeFile(tokens, '# local CA tokens\nwaypoint-secret prod/waypoint\n');
+  const rootCert = join(out, 'root-cert.pem');
+  const parsed = parseControlPlaneConfig(
+    { 'config-dir': dir, 'grpc-port': '0', 'monitoring-port': '0', 'readiness-port': '0', 'listen-address': '127.0.0.1', 'static-tokens': tokens, 'root-cert-out': rootCert },
+    {},
+  );
+  if (!parsed.ok) return t.fail(parsed.errors.join('\n'));
+  const log = captureLog();
+  const lines: string[] = [];
+  const feed = gatewayFeed();
+  let grpcPort = 0;
+  const cp = await startControlPlane(parsed.value, {
+    logger: log.logger,
+    extensions: [l7Extension({ logger: log.logger }), feed],
+    waypointController: waypointControllerHook({
+      image: 'unused',
+      localCommand: [process.execPath, AMBIENTD, 'waypoint'],
+      localArgs: ['--hbone-port', '0', '--stats-port', '0', '--readiness-port', '0'],
+      localBaseEnv: { PATH: process.env['PATH'] },
+      localOutput: (_key, _stream, line) => void lines.push(line),
+      localXdsAddress: () => `localhost:${grpcPort}`,
+      feed,
+    }),
+  });
+  t.teardown(() => cp.close());
+  void cp.ready.then(() => (grpcPort = cp.ports().grpc));
+  await cp.ready;
+  const startedLine = () => lines.map((l) => (l.startsWith('{') ? (JSON.parse(l) as Record<string, unknown>) : {})).find((r) => r['msg'] === 'waypoint started');
+  await until(() => startedLine() !== undefined, `the waypoint started: ${lines.slice(-5).join('\n')}`, 20_000);
+  const started = startedLine()!;
+  t.is(started['identity'], 'spiffe://cluster.local/ns/prod/sa/waypoint');
+  const records = () => lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.like(records().find((r) => r['msg'] === 'certificate issued'), { identity: 'spiffe://cluster.local/ns/prod/sa/waypoint' }, 'its certificate came from this CA, with its static token');
+  t.like(records().find((r) => r['msg'] === 'HBONE listening'), { address: '127.0.10.1' }, 'on its own address');
+  await until(() => cp.xdsStats().streams >= 1, 'it holds an xDS stream to this control plane');
+  // With the L7 types served as ambientd control-plane serves them, every type it asks for is answered: ready.
+  const readiness = `http://127.0.10.1:${started['readiness'] as number}/healthz/ready`;
+  let body = '';
+  await until(async () => {
+    const res = await fetch(readiness);
+    body = await res.text();
+    return res.status === 200;
+  }, 'the waypoint is ready', 20_000).catch((err: Error) => {
+    throw new Error(`${err.message}; readiness says: ${body}`);
+  });
+  t.false(lines.some((l) => l.includes('"level":"error"') || l.includes('"level":"fatal"')), lines.filter((l) => l.includes('error')).join('\n'));
 });

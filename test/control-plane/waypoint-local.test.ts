@@ -10,8 +10,9 @@ import { until } from '../helpers/prometheus.ts';
 
 /**
  * Local mode: the waypoint controller's decision starts real local processes through the production
- * launcher. `ambientd waypoint` does not exist on this branch yet, so the launched program is a small
- * fixture that reports its environment; the launcher runs whatever command it is given.
+ * launcher. The launched program is a small fixture that reports its environment and can be killed
+ * at will (the launcher runs whatever command it is given); waypoint-hook.test.ts runs the real
+ * `ambientd waypoint`.
  */
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'fake-waypoint.js');
@@ -75,6 +76,7 @@ test('localWaypointEnv: the Deployment env with the downward API resolved locall
   const env = localWaypointEnv(d, { address: '127.0.10.7', nodeName: 'laptop' });
   t.like(env, { POD_NAME: 'wp-local', POD_NAMESPACE: 'prod', INSTANCE_IP: '127.0.10.7', HOST_IP: '127.0.10.7', SERVICE_ACCOUNT: 'wp', NODE_NAME: 'laptop', XDS_ADDRESS: '127.0.0.1:15012', GATEWAY_NAME: 'wp', ISTIO_META_WORKLOAD_NAME: 'wp' });
   t.false(Object.values(env).some((v) => v.startsWith('fieldRef')));
+  t.false(['AUTH_TOKEN', 'XDS_ROOT_CA', 'CA_ROOT_CA'].some((k) => k in env), 'paths into the pod\'s volumes are left out');
   const next = loopbackAllocator();
   t.deepEqual([next('a/x'), next('b/y'), next('a/x')], ['127.0.10.1', '127.0.10.2', '127.0.10.1']);
 });
@@ -99,6 +101,7 @@ test('local mode: a waypoint Gateway starts a process with its env; a change res
       kind: 'local',
       gateways: feed,
       nodeName: 'node-local',
+      restartBackoff: { initialMs: 20, maxMs: 100, jitter: 0 },
       onStatus: (key, status) => statuses.push([key, status]),
       launcher: processWaypointLauncher({
         command: [process.execPath, FIXTURE],
@@ -140,7 +143,7 @@ test('local mode: a waypoint Gateway starts a process with its env; a change res
   // The process dies: the controller starts it again.
   process.kill(otherReports()[1]!.pid, 'SIGKILL');
   await until(() => otherReports().length === 3, 'the waypoint was restarted after it exited');
-  t.true(log.records.some((l) => l['code'] === 'WAYPOINT_LAUNCHER_EXITED'));
+  t.like(log.records.find((l) => l['code'] === 'WAYPOINT_LAUNCHER_EXITED'), { gateway: 'prod/wp', signal: 'SIGKILL', restartInMs: 20 });
 
   // The Gateway goes: the process stops (gracefully) and the status is withdrawn.
   const lastPid = otherReports()[2]!.pid;
@@ -173,4 +176,26 @@ test('local mode: close() stops every waypoint it started', async (t) => {
   await controller.close();
   for (const r of reports) t.throws(() => process.kill(r.pid, 0), undefined, `pid ${r.pid} is gone`);
   t.is(controller.running().size, 0);
+});
+
+test('local mode: a waypoint that keeps exiting is restarted with growing delays (a crash loop backs off)', async (t) => {
+  const log = captureLog();
+  const feed = new MemoryFeed();
+  feed.set(gateway('crashy', 'prod'));
+  const controller = startWaypointController({
+    render: RENDER,
+    logger: log.logger,
+    mode: {
+      kind: 'local',
+      gateways: feed,
+      restartBackoff: { initialMs: 50, maxMs: 200, jitter: 0 },
+      launcher: processWaypointLauncher({ command: [process.execPath, '-e', 'process.exit(3)'], logger: log.logger, output: () => {} }),
+    },
+  });
+  t.teardown(() => controller.close());
+  await controller.synced;
+  await until(() => log.records.filter((r) => r['code'] === 'WAYPOINT_LAUNCHER_EXITED').length >= 4, 'four exits');
+  const exits = log.records.filter((r) => r['code'] === 'WAYPOINT_LAUNCHER_EXITED').slice(0, 4);
+  t.deepEqual(exits.map((r) => r['restartInMs']), [50, 100, 200, 200]);
+  t.true(exits.every((r) => r['exitCode'] === 3));
 });

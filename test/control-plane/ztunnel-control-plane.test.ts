@@ -130,4 +130,12 @@ test('ztunnel ← control plane: exactly the snapshot, a certificate from its CA
   t.regex(metrics, /^ambient_control_plane_xds_streams 1$/m);
   t.is(sample(metrics, 'ambient_control_plane_objects', 'kind="Pod"'), 8);
   t.is((await fetch(`http://127.0.0.1:${cp.ports().readiness}/healthz/ready`)).status, 200);
+  // Bad input shows up in the counts and, object by object, on /debug/problems.
+  fake.create('services', { metadata: { name: 'broken', namespace: 'bookinfo' }, spec: { clusterIP: 'nope', ports: [{ port: 80 }] } } as KubeObjectJson);
+  let problems: Array<{ kind: string; key: string; report: { problems: string[] } }> = [];
+  await until(async () => (problems = (await (await fetch(`http://127.0.0.1:${cp.ports().monitoring}/debug/problems`)).json()) as typeof problems).length > 0, 'the problem to be listed', 10_000);
+  t.deepEqual(problems.map((p) => `${p.kind} ${p.key}: ${p.report.problems.join('; ')}`), ['Service bookinfo/broken: spec.clusterIPs[0]: "nope" is not an IP address']);
+  const after = await (await fetch(`http://127.0.0.1:${cp.ports().monitoring}/metrics`)).text();
+  t.is(sample(after, 'ambient_control_plane_translation_problems_total', 'kind="Service"'), 1);
+  t.regex(after, /^ambient_control_plane_objects_with_problems 1$/m);
 });

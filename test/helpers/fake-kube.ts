@@ -159,6 +159,8 @@ export interface FakeKubeRequest {
 export interface FakeKubeOptions {
   /** Require `Authorization: Bearer <token>`; the kubeconfig carries it. */
   readonly token?: string;
+  /** API groups this server does not serve (CRDs not installed): 404 on their paths and absent from discovery. */
+  readonly omitGroups?: readonly string[];
 }
 
 /** Who a registered token authenticates as in a TokenReview. */
@@ -823,6 +825,11 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
       return;
     }
     const route = parsePath(url.pathname);
+    const omitted = (options.omitGroups ?? []).some((g) => url.pathname === `/apis/${g}` || url.pathname.startsWith(`/apis/${g}/`));
+    if (omitted) {
+      send(res, 404, statusBody(404, 'NotFound', 'the server could not find the requested resource'));
+      return;
+    }
     if (route.kind === 'discovery') {
       if (req.method !== 'GET') throw new HttpError(405, 'MethodNotAllowed', `method ${req.method ?? ''} not allowed`);
       send(res, 200, route.body);
