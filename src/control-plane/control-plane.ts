@@ -4,7 +4,7 @@ import { ErrorCode } from '../core/error-codes.ts';
 import { errorMessage, MeshError } from '../core/errors.ts';
 import { closeInOrder, onceClose, Readiness, type Handle } from '../core/lifecycle.ts';
 import type { Logger } from '../core/logger.ts';
-import { createMetricsRegistry, PROMETHEUS_CONTENT_TYPE, renderPrometheus } from '../core/metrics.ts';
+import { createMetricsRegistry, exposition } from '../core/metrics.ts';
 import { CertificateAuthority } from '../identity/ca.ts';
 import { caService, type CaAuthenticator } from '../workload-api/ca-service.ts';
 import { startGrpcServer, type GrpcServerHandle } from '../workload-api/grpc-server.ts';
@@ -159,9 +159,10 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
     xdsCounters.set({ kind: 'push' }, x?.pushes ?? 0);
     xdsCounters.set({ kind: 'ack' }, x?.acks ?? 0);
     xdsCounters.set({ kind: 'nack' }, x?.nacks ?? 0);
-    const text = await renderPrometheus(registry);
-    res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
-    res.end(text);
+    // OpenMetrics when the scraper asks for it, else the classic text format (core/metrics.ts).
+    const { contentType, body } = await exposition(registry, req.headers.accept);
+    res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+    res.end(body);
   });
   let readinessServer;
   try {

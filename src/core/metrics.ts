@@ -96,7 +96,10 @@ export function createMetricsRegistry(): MetricsRegistry {
  */
 export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
 
-/** Families with samples, HELP/TYPE under the base name for counters when `baseNames`, else as prom-client names them. */
+/**
+ * Families with samples, HELP/TYPE under the base name for counters when `baseNames` (every family typed `counter`
+ * whose name ends in `_total`, also one made with prom-client directly), else as prom-client names them.
+ */
 async function render(registry: MetricsRegistry, baseNames: boolean): Promise<string> {
   const text = await registry.prom.metrics();
   const out: string[] = [];
@@ -107,14 +110,21 @@ async function render(registry: MetricsRegistry, baseNames: boolean): Promise<st
     header = [];
     samples = [];
   };
+  const baseOf = (name: string): string => name.slice(0, -'_total'.length);
   for (const line of text.split('\n')) {
     if (line === '') continue;
     const meta = /^# (HELP|TYPE) (\S+)(.*)$/.exec(line);
     if (meta) {
       const [, kind, name = '', rest = ''] = meta;
       if (kind === 'HELP') flush();
-      const base = baseNames && registry.counterNames.has(name) && name.endsWith('_total') ? name.slice(0, -'_total'.length) : name;
-      header.push(`# ${kind} ${base}${rest}`);
+      const counter = name.endsWith('_total') && (registry.counterNames.has(name) || (kind === 'TYPE' && rest.trim() === 'counter'));
+      if (baseNames && counter) {
+        // prom-client writes HELP before TYPE: rename the family's HELP line too once TYPE says counter.
+        header = header.map((h) => (h.startsWith(`# HELP ${name} `) || h === `# HELP ${name}` ? `# HELP ${baseOf(name)}${h.slice(`# HELP ${name}`.length)}` : h));
+        header.push(`# ${kind} ${baseOf(name)}${rest}`);
+      } else {
+        header.push(`# ${kind} ${name}${rest}`);
+      }
     }
     else samples.push(line);
   }

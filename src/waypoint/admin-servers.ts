@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { errorCode, errorMessage } from '../core/errors.ts';
 import { onceClose, type Readiness, type ServerHandle } from '../core/lifecycle.ts';
 import type { Logger } from '../core/logger.ts';
-import { PROMETHEUS_CONTENT_TYPE, renderPrometheus, type MetricsRegistry } from '../core/metrics.ts';
+import { exposition, type MetricsRegistry } from '../core/metrics.ts';
 
 /**
  * The waypoint's two side listeners, apart from the data path: 15020 `/stats/prometheus` (and
@@ -16,12 +16,12 @@ function text(res: ServerResponse, status: number, body: string, type = 'text/pl
   res.end(body);
 }
 
-async function listen(name: string, host: string | undefined, port: number, log: Logger, route: (path: string, method: string, res: ServerResponse) => Promise<void> | void): Promise<ServerHandle> {
+async function listen(name: string, host: string | undefined, port: number, log: Logger, route: (path: string, method: string, res: ServerResponse, accept: string | undefined) => Promise<void> | void): Promise<ServerHandle> {
   const server = createServer((req, res) => {
     req.on('error', () => {});
     res.on('error', () => {});
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    void (async () => route(path, req.method ?? 'GET', res))().catch((err: unknown) => {
+    void (async () => route(path, req.method ?? 'GET', res, req.headers.accept))().catch((err: unknown) => {
       log.error({ code: errorCode(err), err: errorMessage(err) }, `${name} request failed`);
       if (!res.headersSent) text(res, 500, 'internal error\n');
     });
@@ -42,10 +42,12 @@ async function listen(name: string, host: string | undefined, port: number, log:
 }
 
 export function startStatsServer(options: { host?: string | undefined; port: number; registry: MetricsRegistry; logger: Logger }): Promise<ServerHandle> {
-  return listen('stats', options.host, options.port, options.logger, async (path, method, res) => {
+  return listen('stats', options.host, options.port, options.logger, async (path, method, res, accept) => {
     if (path !== '/stats/prometheus' && path !== '/metrics') return text(res, 404, 'not found\n');
     if (method !== 'GET') return text(res, 405, 'method not allowed\n');
-    text(res, 200, await renderPrometheus(options.registry), PROMETHEUS_CONTENT_TYPE);
+    // OpenMetrics when the scraper asks for it, else the classic text format (core/metrics.ts).
+    const { contentType, body } = await exposition(options.registry, accept);
+    text(res, 200, body, contentType);
   });
 }
 

@@ -1,19 +1,21 @@
 import test, { type ExecutionContext } from 'ava';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
-import { dirname, join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import type { V1DaemonSet } from '@kubernetes/client-node';
 import { parseCniAgentConfig } from '../../src/cni/agent-config.ts';
 import { loadManifests, REPO } from '../helpers/manifests.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 /**
- * deploy/docker/ambient-node.Dockerfile cannot be built here (no Docker engine), so it is checked statically and its
- * runtime stage is re-enacted: every `COPY --from=build` of the final stage is copied out of the `make build` tree
- * into a temporary root, and the image's entrypoint is run from there. A missing file (proto/ is read at run time,
- * the addon is found relative to dist/) shows up as a failure to start, as it would in the image.
+ * deploy/docker/ambient-node.Dockerfile cannot be built here (no Docker engine), so it is checked statically and
+ * re-enacted: its build stage runs in a temporary directory with only what the stage copies (`make build` there),
+ * every `COPY --from=build` of the final stage is copied out of that into a temporary root, and the image's
+ * entrypoint is run from there. A file the build stage lacks, or one the runtime misses (proto/ is read at run
+ * time, the addon is found relative to dist/), shows up as a failure to build or to start, as it would in Docker.
  */
 
 interface Instruction {
@@ -119,11 +121,67 @@ test('ambient-node.Dockerfile: multi-stage on Node 24 LTS, production dependenci
   for (const heavy of ['node_modules', 'dist', 'build', '.git']) t.true(ignore.includes(heavy), `${heavy} stays out of the build context`);
 });
 
-/** The runtime stage's layout under a temporary root: build-stage copies from the `make build` tree, node_modules linked. */
+/**
+ * The build stage re-enacted once per run, in a temporary directory: its context copies (what the .dockerignore
+ * lets through), node_modules standing in for `npm ci` (a directory of links to this checkout's packages, so
+ * nothing of the checkout can be removed through it), then the stage's own RUN commands, `make build` included.
+ * Resolves with the stage's WORKDIR as it is after the build.
+ */
+let builtStage: Promise<string> | undefined;
+const buildRoots: string[] = [];
+test.after.always(() => {
+  for (const root of buildRoots) rmSync(root, { recursive: true, force: true });
+});
+
+function reenactBuildStage(): Promise<string> {
+  builtStage ??= (async () => {
+    const stages = load(IMAGE);
+    const build = stages.find((st) => st.instructions.some((i) => i.op === 'RUN' && /\bmake build\b/.test(i.args)));
+    if (build === undefined) throw new Error('no stage runs `make build`');
+    const root = mkdtempSync(join(tmpdir(), 'ambient-build-stage-'));
+    buildRoots.push(root);
+    const workdir = last(build, 'WORKDIR') ?? '/';
+    const dir = join(root, workdir);
+    mkdirSync(dir, { recursive: true });
+    for (const instruction of build.instructions) {
+      if (instruction.op === 'COPY') {
+        const [c] = copies({ ...build, instructions: [instruction] });
+        if (c!.from !== undefined) throw new Error(`the build stage copies from ${c!.from}`);
+        for (const source of c!.sources) {
+          const from = join(REPO, source);
+          const into = c!.dest.endsWith('/') ? join(dir, c!.dest, basename(source)) : join(dir, c!.dest);
+          mkdirSync(dirname(into), { recursive: true });
+          cpSync(from, into, { recursive: true, preserveTimestamps: true });
+        }
+      } else if (instruction.op === 'RUN') {
+        let command = instruction.args;
+        if (/\bnpm ci\b/.test(command)) {
+          const modules = join(dir, 'node_modules');
+          mkdirSync(modules);
+          for (const entry of readdirSync(join(REPO, 'node_modules'))) {
+            if (entry !== '.installed') symlinkSync(join(REPO, 'node_modules', entry), join(modules, entry));
+          }
+          command = command.replace(/^\s*npm ci\b[^&]*(&&\s*)?/, '');
+          if (/\bnpm\b/.test(command)) throw new Error(`cannot re-enact: ${instruction.args}`);
+        }
+        if (command.trim() === '') continue;
+        const result = spawnSync('/bin/sh', ['-c', command], { cwd: dir, encoding: 'utf8', env: { ...process.env, CI: '' } });
+        if (result.status !== 0) throw new Error(`build stage: ${command} exited ${result.status}: ${result.stdout}${result.stderr}`);
+      } else if (instruction.op !== 'WORKDIR') {
+        throw new Error(`cannot re-enact build-stage instruction ${instruction.op}`);
+      }
+    }
+    return dir;
+  })();
+  return builtStage;
+}
+
+/** The runtime stage's layout under a temporary root: build-stage copies from the re-enacted build, node_modules linked. */
 async function assemble(t: ExecutionContext, image: string): Promise<string> {
+  const built = await reenactBuildStage();
   const root = await tempDir(t, `ambient-image-${image}-`);
   const stages = load(image);
-  const build = stages.find((s) => s.instructions.some((i) => i.op === 'RUN' && /\bmake build\b/.test(i.args)));
+  const build = stages.find((st) => st.instructions.some((i) => i.op === 'RUN' && /\bmake build\b/.test(i.args)));
   const buildDir = build === undefined ? undefined : last(build, 'WORKDIR');
   t.truthy(buildDir, 'a stage runs `make build`');
   for (const c of copies(finalStage(stages))) {
@@ -133,9 +191,9 @@ async function assemble(t: ExecutionContext, image: string): Promise<string> {
     mkdirSync(dirname(target), { recursive: true });
     if (c.from === build?.name) {
       t.true(source.startsWith(`${buildDir}/`), `${source} is inside the build stage's ${buildDir}`);
-      const inRepo = join(REPO, source.slice(`${buildDir}/`.length));
-      t.true(existsSync(inRepo), `${inRepo} exists after make build`);
-      cpSync(inRepo, target, { recursive: true });
+      const inStage = join(built, source.slice(`${buildDir}/`.length));
+      t.true(existsSync(inStage), `${source} exists after the build stage`);
+      cpSync(inStage, target, { recursive: true });
     } else {
       t.is(source, '/app/node_modules', 'the production stage gives only node_modules');
       symlinkSync(join(REPO, 'node_modules'), target);

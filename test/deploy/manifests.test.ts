@@ -6,6 +6,10 @@ import type {
 } from '@kubernetes/client-node';
 import { parseFlags } from '../../src/cli/flags.ts';
 import { CniAgentEnv, parseCniAgentConfig } from '../../src/cni/agent-config.ts';
+import { ControlPlaneEnv, parseControlPlaneConfig } from '../../src/control-plane/config.ts';
+import { COLLECTION_PATHS } from '../../src/control-plane/kube-objects.ts';
+import { KubePath } from '../../src/control-plane/kube-rest.ts';
+import { L7_COLLECTIONS } from '../../src/control-plane/l7/extension.ts';
 import { DEFAULT_CNI_AGENT_RUN_DIR, pluginEntry } from '../../src/cni/installer.ts';
 import { Env } from '../../src/workload-api/env.ts';
 import { parseZtunnelConfig, ZtunnelEnv } from '../../src/ztunnel/config.ts';
@@ -92,7 +96,7 @@ test('deploy/ holds the namespace, RBAC, the node DaemonSets, the control plane 
   t.true(['control-plane.yaml', 'daemonset.yaml', 'gateway-api-crds.yaml', 'namespace.yaml', 'rbac.yaml'].every((f) => files.includes(f)), files.join(', '));
   t.deepEqual(byKind('DaemonSet').map((m) => m.object.metadata.name).sort(), ['istio-cni-node', 'ztunnel']);
   t.deepEqual(byKind('CustomResourceDefinition').map((m) => (m.object as unknown as V1CustomResourceDefinition).spec.names.kind).sort(), [
-    'AuthorizationPolicy', 'GRPCRoute', 'Gateway', 'GatewayClass', 'HTTPRoute', 'PeerAuthentication', 'ServiceEntry', 'WorkloadEntry',
+    'AuthorizationPolicy', 'DestinationRule', 'GRPCRoute', 'Gateway', 'GatewayClass', 'HTTPRoute', 'PeerAuthentication', 'ServiceEntry', 'VirtualService', 'WorkloadEntry',
   ]);
   t.true(files.includes('istio-crds.yaml'));
 });
@@ -451,10 +455,11 @@ test('control plane RBAC: bound to its service account; every Gateway API and Is
     t.truthy(crd, `a CRD for ${plural}.${group}`);
     if (sub === 'status') t.true(crd!.spec.versions.every((v) => v.subresources?.status !== undefined), `${plural} has a status subresource`);
   }
-  t.deepEqual(read.map(([g, r]) => `${r}.${g}`).sort(), [
-    'authorizationpolicies.security.istio.io', 'gatewayclasses.gateway.networking.k8s.io', 'gateways.gateway.networking.k8s.io',
-    'gateways/status.gateway.networking.k8s.io', 'grpcroutes.gateway.networking.k8s.io', 'httproutes.gateway.networking.k8s.io',
-    'peerauthentications.security.istio.io', 'serviceentries.networking.istio.io', 'workloadentries.networking.istio.io',
+  t.deepEqual([...new Set(read.map(([g, r]) => `${r}.${g}`))].sort(), [
+    'authorizationpolicies.security.istio.io', 'destinationrules.networking.istio.io', 'gatewayclasses.gateway.networking.k8s.io',
+    'gatewayclasses/status.gateway.networking.k8s.io', 'gateways.gateway.networking.k8s.io', 'gateways/status.gateway.networking.k8s.io',
+    'grpcroutes.gateway.networking.k8s.io', 'httproutes.gateway.networking.k8s.io', 'peerauthentications.security.istio.io',
+    'serviceentries.networking.istio.io', 'virtualservices.networking.istio.io', 'workloadentries.networking.istio.io',
   ]);
   t.true((role.rules ?? []).some((r) => (r.apiGroups ?? []).includes('authentication.k8s.io') && (r.resources ?? []).includes('tokenreviews') && r.verbs.includes('create')));
   t.false((role.rules ?? []).some((r) => r.verbs.includes('*') || (r.resources ?? []).includes('*') || (r.resources ?? []).includes('secrets')), 'least privilege');
@@ -466,9 +471,11 @@ test('Istio CRDs: real names, groups, versions and storage versions, a status su
     PeerAuthentication: { group: 'security.istio.io', short: 'pa', versions: ['v1', 'v1beta1'], storage: 'v1beta1' },
     ServiceEntry: { group: 'networking.istio.io', short: 'se', versions: ['v1', 'v1alpha3', 'v1beta1'], storage: 'v1alpha3' },
     WorkloadEntry: { group: 'networking.istio.io', short: 'we', versions: ['v1', 'v1alpha3', 'v1beta1'], storage: 'v1alpha3' },
+    VirtualService: { group: 'networking.istio.io', short: 'vs', versions: ['v1', 'v1alpha3', 'v1beta1'], storage: 'v1alpha3' },
+    DestinationRule: { group: 'networking.istio.io', short: 'dr', versions: ['v1', 'v1alpha3', 'v1beta1'], storage: 'v1alpha3' },
   };
   const crds = byKind('CustomResourceDefinition').filter((m) => m.file === 'istio-crds.yaml').map((m) => m.object as unknown as V1CustomResourceDefinition);
-  t.is(crds.length, 4);
+  t.is(crds.length, 6);
   for (const crd of crds) {
     const want = expected[crd.spec.names.kind]!;
     t.is(crd.spec.group, want.group);
@@ -500,7 +507,79 @@ test('Istio CRDs: real names, groups, versions and storage versions, a status su
   t.deepEqual(structuralErrors(strict, schemaOf('PeerAuthentication')), []);
   t.deepEqual(structuralErrors(external, schemaOf('ServiceEntry')), []);
   t.deepEqual(structuralErrors(vm, schemaOf('WorkloadEntry')), []);
+  const vs = {
+    apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'reviews', namespace: 'prod' },
+    spec: { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews', subset: 'v1' }, weight: 90 }, { destination: { host: 'reviews', subset: 'v2' }, weight: 10 }] }] },
+  };
+  const dr = {
+    apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'reviews', namespace: 'prod' },
+    spec: { host: 'reviews', trafficPolicy: { loadBalancer: { simple: 'LEAST_REQUEST' } }, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] },
+  };
+  t.deepEqual(structuralErrors(vs, schemaOf('VirtualService')), []);
+  t.deepEqual(structuralErrors(dr, schemaOf('DestinationRule')), []);
+  t.deepEqual(structuralErrors({ ...dr, spec: { subsets: [{ labels: {} }] } }, schemaOf('DestinationRule')), ['.spec: host is required', '.spec.subsets[0]: name is required']);
   t.deepEqual(structuralErrors({ ...deny, spec: { ...deny.spec, action: 'REJECT' } }, schemaOf('AuthorizationPolicy')), ['.spec.action: must be one of ALLOW, DENY, AUDIT, CUSTOM']);
   t.deepEqual(structuralErrors({ ...strict, spec: { mtls: { mode: 'strict' } } }, schemaOf('PeerAuthentication')), ['.spec.mtls.mode: must be one of UNSET, DISABLE, PERMISSIVE, STRICT']);
   t.deepEqual(structuralErrors({ ...external, spec: { ports: [{ number: 0, name: 'x' }] } }, schemaOf('ServiceEntry')), ['.spec: hosts is required', '.spec.ports[0].number: must be >= 1']);
+});
+
+test('control plane container: every variable is one the control plane reads, the environment parses, ports and probe are its config\'s', (t) => {
+  const deployment = named<V1Deployment>('Deployment', 'istiod');
+  const container = only(deployment.spec!.template.spec!.containers, 'control-plane container');
+  // WAYPOINT_IMAGE is read by `ambientd control-plane` itself (the waypoint controller's image), the rest by config.ts.
+  t.true(readFileSync(join(REPO, 'src', 'cli', 'ambientd.ts'), 'utf8').includes("process.env['WAYPOINT_IMAGE']"));
+  const reads = new Set<string>([...Object.values(ControlPlaneEnv), 'WAYPOINT_IMAGE']);
+  for (const e of container.env ?? []) t.true(reads.has(e.name), `${e.name} is read by the control plane`);
+  const [component, ...args] = container.args ?? [];
+  t.is(component, 'control-plane');
+  const { flags, errors } = parseFlags(args);
+  t.deepEqual(errors, []);
+  const parsed = parseControlPlaneConfig(flags, containerEnv(container));
+  if (!parsed.ok) throw new Error(parsed.errors.join('\n'));
+  const config = parsed.value;
+  t.is(config.mode, 'kubernetes');
+  t.is(config.systemNamespace, deployment.metadata!.namespace!);
+  t.is(config.caDir, '/etc/cacerts');
+  t.deepEqual(config.trustedNodeAccounts.map((a) => `${a.namespace}/${a.serviceAccount}`), [`${ztunnelDs.metadata!.namespace}/${ztunnelPod.serviceAccountName}`]);
+  // ztunnel verifies the serving certificate against the host it dials.
+  t.true(config.servingDnsNames.includes(new URL(ztunnelConfig().config!.workloadApi.xdsAddress!).hostname));
+  const ports = new Map((container.ports ?? []).map((p) => [p.containerPort, p.name]));
+  t.is(ports.get(config.grpcPort), 'grpc-xds');
+  t.is(ports.get(config.monitoringPort), 'http-monitoring');
+  t.true(ports.has(config.readinessPort));
+  t.is(container.readinessProbe?.httpGet?.port, config.readinessPort);
+  t.is(deployment.spec!.template.metadata!.annotations?.['prometheus.io/port'], String(config.monitoringPort));
+});
+
+/** The API group and resource (with a subresource) of a REST path: `/apis/apps/v1/namespaces/ns/deployments/x` → apps, deployments. */
+function resourceOf(path: string): { group: string; resource: string } {
+  const parts = path.split('/').filter(Boolean);
+  const [group, rest] = parts[0] === 'api' ? ['', parts.slice(2)] : [parts[1] ?? '', parts.slice(3)];
+  const tail = rest[0] === 'namespaces' && rest.length > 2 ? rest.slice(2) : rest;
+  const [resource = '', , sub] = tail;
+  return { group, resource: sub === undefined ? resource : `${resource}/${sub}` };
+}
+
+test('control plane RBAC covers the code: list and watch of every collection the translator and its L7 extension watch, and every write of the waypoint controller', (t) => {
+  t.deepEqual(resourceOf('/apis/apps/v1/namespaces/ns/deployments/x'), { group: 'apps', resource: 'deployments' });
+  t.deepEqual(resourceOf('/apis/gateway.networking.k8s.io/v1/gatewayclasses/x/status'), { group: 'gateway.networking.k8s.io', resource: 'gatewayclasses/status' });
+  t.deepEqual(resourceOf('/api/v1/pods'), { group: '', resource: 'pods' });
+  const role = named<V1ClusterRole>('ClusterRole', named<V1ClusterRoleBinding>('ClusterRoleBinding', 'istiod').roleRef.name);
+  const allows = (group: string, resource: string, verb: string) =>
+    (role.rules ?? []).some((r) => (r.apiGroups ?? []).includes(group) && (r.resources ?? []).includes(resource) && r.verbs.includes(verb) && r.resourceNames === undefined);
+  for (const path of [...Object.values(COLLECTION_PATHS), ...Object.values(L7_COLLECTIONS)]) {
+    const { group, resource } = resourceOf(path);
+    for (const verb of ['list', 'watch']) t.true(allows(group, resource, verb), `${verb} ${resource}.${group} (${path})`);
+  }
+  // The waypoint controller: server-side apply (PATCH) of each waypoint's objects and of the GatewayClass, status merge patches, GETs.
+  const writes: Array<[string, string]> = [
+    [KubePath.serviceAccount('ns', 'x'), 'patch'], [KubePath.deployment('ns', 'x'), 'patch'], [KubePath.service('ns', 'x'), 'patch'],
+    [KubePath.gatewayStatus('ns', 'x'), 'patch'], [KubePath.gatewayClass('x'), 'patch'], [KubePath.gatewayClass('x'), 'get'], [KubePath.gatewayClassStatus('x'), 'patch'],
+  ];
+  for (const [path, verb] of writes) {
+    const { group, resource } = resourceOf(path);
+    t.true(allows(group, resource, verb), `${verb} ${resource}.${group} (${path})`);
+  }
+  // And the CA's TokenReviews.
+  t.true(allows('authentication.k8s.io', 'tokenreviews', 'create'));
 });
