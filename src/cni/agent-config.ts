@@ -23,7 +23,8 @@ import { DEFAULT_CNI_AGENT_RUN_DIR } from './installer.ts';
  * mounted, istio-cni's defaults), `CNI_CONF_NAME`. The host network namespace for the probe SNAT: `HOST_NETNS`
  * (ours, a netns path), else `ALLOW_SWITCH_TO_HOST_NS=true` means `<PROC_ROOT>/1/ns/net` as in istio-cni, else
  * the agent's own namespace. `READINESS_PORT` (ours) serves istio-cni's `/healthz` and `/readyz` (8000);
- * `DAEMONSET_NAME` (ours) is the DaemonSet whose presence at shutdown means "upgrade, leave things in place".
+ * `DAEMONSET_NAME` (ours, default `istio-cni-node`) is the DaemonSet whose presence at shutdown means "upgrade,
+ * leave things in place". `AMBIENT_DNS_CAPTURE` defaults to false (istio-cni: true) until ztunnel has a DNS proxy.
  */
 
 export interface CniAgentConfig {
@@ -59,7 +60,7 @@ export interface CniAgentConfig {
   readonly readinessPort: number;
   /** `POD_NAMESPACE`: where the agent's DaemonSet lives (`istio-system`). */
   readonly podNamespace: string;
-  /** `DAEMONSET_NAME` (ours): `ambient-node`. */
+  /** `DAEMONSET_NAME` (ours): `istio-cni-node`. */
   readonly daemonSetName: string;
   /** `AMBIENT_DISABLE_SAFE_UPGRADE`: always clean up fully at shutdown. */
   readonly disableSafeUpgrade: boolean;
@@ -137,7 +138,8 @@ export const DEFAULT_CNI_BIN_DIR = '/host/opt/cni/bin';
 export const DEFAULT_CNI_NET_DIR = '/host/etc/cni/net.d';
 export const DEFAULT_MONITORING_PORT = 15014;
 export const DEFAULT_READINESS_PORT = 8000;
-export const DEFAULT_DAEMONSET_NAME = 'ambient-node';
+/** Istio's name for the node agent's DaemonSet (`deploy/daemonset.yaml` uses it too). */
+export const DEFAULT_DAEMONSET_NAME = 'istio-cni-node';
 const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -197,7 +199,9 @@ export function parseCniAgentConfig(flags: Readonly<Record<string, string>>, env
   const [, systemNamespace = DEFAULT_SYSTEM_NAMESPACE] = pick(CniAgentEnv.systemNamespace);
 
   const rules = inpodRulesConfig({
-    dnsCapture: bool(CniAgentEnv.dnsCapture, DEFAULT_INPOD_RULES_CONFIG.dnsCapture),
+    // Off by default, unlike istio-cni: our ztunnel has no DNS proxy on 15053 yet, so capturing port 53 would cut
+    // enrolled pods off from name resolution.
+    dnsCapture: bool(CniAgentEnv.dnsCapture, false),
     ipv6: bool(CniAgentEnv.ipv6, DEFAULT_INPOD_RULES_CONFIG.ipv6),
   });
 

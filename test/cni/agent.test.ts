@@ -36,6 +36,7 @@ test('parseCniAgentConfig: defaults, env names of §1.13, flags override env', (
   t.is(r.value.pluginSocket, '/var/run/istio-cni/pluginevent.sock');
   t.is(r.value.ztunnelSocket, '/var/run/ztunnel/ztunnel.sock');
   t.is(r.value.procRoot, '/proc');
+  t.false(r.value.rules.dnsCapture, 'no DNS capture until ztunnel has a DNS proxy');
   t.is(r.value.kubeconfig, undefined);
   t.deepEqual(r.value.enrollment.excludeNamespaces, ['kube-system']);
   t.is(r.value.enrollment.systemNamespace, 'istio-system');
@@ -63,7 +64,7 @@ test('parseCniAgentConfig: the installer, host netns, probe SNAT, monitoring and
   t.is(d.value.hostProbe.snatIpv4, '169.254.7.127');
   t.true(d.value.reconcileOnStartup);
   t.deepEqual([d.value.monitoringPort, d.value.readinessPort], [15014, 8000]);
-  t.deepEqual([d.value.podNamespace, d.value.daemonSetName, d.value.disableSafeUpgrade], ['istio-system', 'ambient-node', false]);
+  t.deepEqual([d.value.podNamespace, d.value.daemonSetName, d.value.disableSafeUpgrade], ['istio-system', 'istio-cni-node', false]);
 
   const o = parseCniAgentConfig({ 'cni-bin-dir': '/b' }, {
     NODE_NAME: 'n', CNI_AGENT_RUN_DIR: '/run/x/', MOUNTED_CNI_NET_DIR: '/c', CNI_CONF_NAME: '10-x.conflist', ALLOW_SWITCH_TO_HOST_NS: 'true',
@@ -292,7 +293,7 @@ test('CNI ADD with a netns that no longer exists: CNI error JSON naming it, noth
 test('our DaemonSet still there at shutdown is an upgrade: the host rules and sets stay; with AMBIENT_DISABLE_SAFE_UPGRADE they go', async (t) => {
   if (!requireNetns(t)) return;
   const r = await rig(t, 'empty');
-  r.fake.create('daemonsets', { metadata: { name: 'ambient-node', namespace: 'istio-system' }, spec: {} } as Parameters<FakeKube['create']>[1]);
+  r.fake.create('daemonsets', { metadata: { name: 'istio-cni-node', namespace: 'istio-system' }, spec: {} } as Parameters<FakeKube['create']>[1]);
   const upgraded = await r.startAgent();
   await upgraded.close();
   t.regex(await iptablesSave(r.host), /-A POSTROUTING -j ISTIO_POSTRT/, 'left for the next agent');
