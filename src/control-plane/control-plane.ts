@@ -15,6 +15,7 @@ import { nodeAuthorizer, parseStaticTokens, staticTokenAuthenticator, tokenRevie
 import type { ControlPlaneConfig } from './config.ts';
 import { startDirSource, type DirSource } from './dir-source.ts';
 import { sendText, startHttpListener } from '../core/http-listener.ts';
+import { startRootCertPublisher } from './root-cert-publisher.ts';
 import type { Pod } from './kube-objects.ts';
 import { startKubeSource, type KubeSource } from './kube-source.ts';
 import { startStatusWriter } from './status-writer.ts';
@@ -223,6 +224,8 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
     sourcesDone();
     log.info({ mode: config.mode, ...translator.stats() }, 'sources synced');
     if (kubeConfig && config.enableStatus) handles.unshift(startStatusWriter({ kubeConfig, translator, logger: options.logger }));
+    // As istiod: every namespace gets the root certificate that ztunnels and waypoints mount.
+    if (kubeConfig) handles.unshift(startRootCertPublisher({ kubeConfig, rootPem, logger: options.logger }));
 
     xds = xdsService({ snapshot, logger: options.logger, typeUrls: [TypeUrl.address, TypeUrl.authorization, ...translator.extensionTypeUrls()] });
     const ca_ = caService({

@@ -47,6 +47,7 @@ export type FakeResource =
   | 'services'
   | 'nodes'
   | 'serviceaccounts'
+  | 'configmaps'
   | 'endpointslices'
   | 'deployments'
   | 'serviceentries'
@@ -89,6 +90,7 @@ export const RESOURCES: Readonly<Record<FakeResource, ResourceInfo>> = {
   services: r('', 'v1', 'Service', true, true, ['spec.clusterIP', 'spec.type']),
   nodes: r('', 'v1', 'Node', false, false, ['spec.unschedulable']),
   serviceaccounts: r('', 'v1', 'ServiceAccount', true),
+  configmaps: r('', 'v1', 'ConfigMap', true),
   endpointslices: r('discovery.k8s.io', 'v1', 'EndpointSlice', true),
   deployments: r('apps', 'v1', 'Deployment', true, true),
   serviceentries: r('networking.istio.io', 'v1', 'ServiceEntry', true, true),
