@@ -69,23 +69,53 @@ function closeOnSignals(logger: Logger, close: () => Promise<void>): { readonly 
   return { requested: () => closing !== undefined, closed };
 }
 
+/** What each daemon's start function gives back. */
+interface Daemon {
+  close(): Promise<void>;
+  /** Settles once started (the node agent and the control plane wait for their API server first). */
+  readonly ready?: Promise<void>;
+  /** Resolves when it stopped by itself (ztunnel's and the waypoint's `/quitquitquit`); else a signal stops it. */
+  readonly stopped?: Promise<void>;
+}
+
+/**
+ * Starts a daemon and runs it until it stops: exit code 1 when it fails to start, 0 after a graceful stop. The
+ * signal handlers go in before `ready`, so SIGTERM works while it still waits for its API server.
+ */
+async function serve(name: string, logger: Logger, start: () => Promise<Daemon>): Promise<number> {
+  let daemon: Daemon;
+  try {
+    daemon = await start();
+  } catch (err) {
+    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, `${name} failed to start`);
+    return 1;
+  }
+  const running = daemon;
+  const signals = closeOnSignals(logger, () => running.close());
+  if (running.ready) {
+    try {
+      await running.ready;
+    } catch (err) {
+      if (signals.requested()) {
+        await signals.closed;
+        return 0;
+      }
+      logger.fatal({ code: errorCode(err), err: errorMessage(err) }, `${name} failed to start`);
+      await running.close();
+      return 1;
+    }
+  }
+  await (running.stopped ?? signals.closed);
+  return 0;
+}
+
 async function ztunnel(args: readonly string[]): Promise<number> {
   const { flags, errors } = parseFlags(args);
   const config = configOrUsage('ztunnel', errors, parseZtunnelConfig(flags, process.env));
   if (!config) return 2;
   const level: LogLevel = config.logLevel === 'off' ? 'silent' : config.logLevel;
   const logger = createLogger({ level });
-  let app;
-  try {
-    app = await startZtunnel(config, { logger, env: process.env });
-  } catch (err) {
-    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'ztunnel failed to start');
-    return 1;
-  }
-  const running = app;
-  closeOnSignals(logger, () => running.close());
-  await app.stopped;
-  return 0;
+  return serve('ztunnel', logger, () => startZtunnel(config, { logger, env: process.env }));
 }
 
 async function cniAgent(args: readonly string[]): Promise<number> {
@@ -93,29 +123,7 @@ async function cniAgent(args: readonly string[]): Promise<number> {
   const config = configOrUsage('cni-agent', errors, parseCniAgentConfig(flags, process.env));
   if (!config) return 2;
   const logger = createLogger({ level: config.logLevel });
-  let agent;
-  try {
-    agent = await startCniAgent(config, { logger });
-  } catch (err) {
-    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'cni agent failed to start');
-    return 1;
-  }
-  const running = agent;
-  // Handlers go in before `ready`: the agent waits for the API server, and SIGTERM must work meanwhile.
-  const signals = closeOnSignals(logger, () => running.close());
-  try {
-    await running.ready;
-  } catch (err) {
-    if (signals.requested()) {
-      await signals.closed;
-      return 0;
-    }
-    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'cni agent failed to start');
-    await running.close();
-    return 1;
-  }
-  await signals.closed;
-  return 0;
+  return serve('cni agent', logger, () => startCniAgent(config, { logger }));
 }
 
 async function controlPlane(args: readonly string[]): Promise<number> {
@@ -125,6 +133,7 @@ async function controlPlane(args: readonly string[]): Promise<number> {
   const logger = createLogger({ level: config.logLevel });
   // The waypoint controller: Deployments in a cluster (image --waypoint-image), local `ambientd waypoint` processes with --config-dir.
   const feed = gatewayFeed();
+  let cp: Awaited<ReturnType<typeof startControlPlane>> | undefined;
   const waypointController = waypointControllerHook({
     image: config.waypointImage,
     // The same node and runtime flags this process runs with (bin/ambientd's), for each local waypoint.
@@ -133,28 +142,12 @@ async function controlPlane(args: readonly string[]): Promise<number> {
     localXdsAddress: () => `localhost:${cp?.ports().grpc ?? config.grpcPort}`,
     feed,
   });
-  let cp: Awaited<ReturnType<typeof startControlPlane>> | undefined;
-  try {
-    cp = await startControlPlane(config, { logger, waypointController, extensions: [l7Extension({ logger }), ...(config.mode === 'local' ? [feed] : [])], extraCollections: L7_COLLECTIONS });
-  } catch (err) {
-    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'control plane failed to start');
-    return 1;
-  }
-  const running = cp;
-  const signals = closeOnSignals(logger, () => running.close());
-  try {
-    await running.ready;
-  } catch (err) {
-    if (signals.requested()) {
-      await signals.closed;
-      return 0;
-    }
-    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'control plane failed to start');
-    await running.close();
-    return 1;
-  }
-  await signals.closed;
-  return 0;
+  return serve('control plane', logger, async () => {
+    cp = await startControlPlane(config, {
+      logger, waypointController, extensions: [l7Extension({ logger }), ...(config.mode === 'local' ? [feed] : [])], extraCollections: L7_COLLECTIONS,
+    });
+    return cp;
+  });
 }
 
 async function waypoint(args: readonly string[]): Promise<number> {
@@ -162,17 +155,7 @@ async function waypoint(args: readonly string[]): Promise<number> {
   const config = configOrUsage('waypoint', errors, parseWaypointConfig(flags, process.env));
   if (!config) return 2;
   const logger = createLogger({ level: config.logLevel });
-  let app;
-  try {
-    app = await startWaypoint(config, { logger, env: process.env });
-  } catch (err) {
-    logger.fatal({ code: errorCode(err), err: errorMessage(err) }, 'waypoint failed to start');
-    return 1;
-  }
-  const running = app;
-  closeOnSignals(logger, () => running.close());
-  await app.stopped;
-  return 0;
+  return serve('waypoint', logger, () => startWaypoint(config, { logger, env: process.env }));
 }
 
 const [component, ...rest] = process.argv.slice(2);
