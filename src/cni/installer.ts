@@ -20,6 +20,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { ErrorCode, MeshError, errorCode, errorMessage, fail, ok, silentLogger, type Logger, type Result } from '../core/index.ts';
+import { SerialRunner } from '../core/serial-runner.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
 // The plugin entry
@@ -330,8 +331,6 @@ export function installPlugin(options: InstallOptions): CniInstallHandle {
   const watchers: FSWatcher[] = [];
   let debounceTimer: NodeJS.Timeout | undefined;
   let pollTimer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | undefined;
-  let again = false;
 
   let resolveInstalled!: () => void;
   let rejectInstalled!: (err: unknown) => void;
@@ -430,22 +429,8 @@ export function installPlugin(options: InstallOptions): CniInstallHandle {
   };
 
   /** Runs reconciles one at a time; a request during a run queues exactly one more. */
-  const reconcile = (): Promise<void> => {
-    if (closed) return Promise.resolve();
-    if (running) {
-      again = true;
-      return running;
-    }
-    running = (async () => {
-      do {
-        again = false;
-        await reconcileOnce();
-      } while (again && !closed);
-    })().finally(() => {
-      running = undefined;
-    });
-    return running;
-  };
+  const runner = new SerialRunner(reconcileOnce, () => closed);
+  const reconcile = (): Promise<void> => (closed ? Promise.resolve() : runner.run());
 
   const schedule = (): void => {
     if (closed) return;
@@ -492,7 +477,7 @@ export function installPlugin(options: InstallOptions): CniInstallHandle {
       await started.catch(() => undefined);
       for (const w of watchers.splice(0)) w.close();
       if (pollTimer) clearTimeout(pollTimer);
-      await running;
+      await runner.idle();
       if (!installedFlag) {
         rejectInstalled(new CniInstallError(ErrorCode.CNI_INSTALL_FAILED, cniConfDir, `closed before a primary CNI config appeared in ${cniConfDir}`));
       }

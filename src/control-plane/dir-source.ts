@@ -4,6 +4,7 @@ import { extname, join, relative } from 'node:path';
 import { ErrorCode } from '../core/error-codes.ts';
 import { errorMessage } from '../core/errors.ts';
 import { onceClose, type Handle } from '../core/lifecycle.ts';
+import { SerialRunner } from '../core/serial-runner.ts';
 import type { Logger } from '../core/logger.ts';
 import { parseYamlAll } from '../core/yaml.ts';
 import { API_VERSIONS, CLUSTER_SCOPED, KINDS, objectKey, type Kind, type KubeObject } from './kube-objects.ts';
@@ -125,8 +126,6 @@ export function startDirSource(options: DirSourceOptions): DirSource {
   let problems: readonly string[] = [];
   let reloads = 0;
   let closed = false;
-  let running: Promise<void> | undefined;
-  let again = false;
   let timer: NodeJS.Timeout | undefined;
   let watcher: FSWatcher | undefined;
   const closers: Array<() => void> = [];
@@ -191,19 +190,8 @@ export function startDirSource(options: DirSourceOptions): DirSource {
     log.debug({ objects: applied.size, files: byFile.size }, 'config folder read');
   };
 
-  const reload = async (): Promise<void> => {
-    if (running) {
-      again = true;
-      return running;
-    }
-    running = (async () => {
-      do {
-        again = false;
-        await readOnce();
-      } while (again && !closed);
-    })().finally(() => (running = undefined));
-    return running;
-  };
+  const runner = new SerialRunner(readOnce, () => closed);
+  const reload = (): Promise<void> => runner.run();
 
   const schedule = () => {
     if (closed) return;
@@ -250,7 +238,7 @@ export function startDirSource(options: DirSourceOptions): DirSource {
       if (timer) clearTimeout(timer);
       watcher?.close();
       for (const c of closers) c();
-      await running?.catch(() => {});
+      await runner.idle();
     }),
   };
 }

@@ -6,6 +6,7 @@ import { MeshError, errorCode } from '../../src/core/errors.ts';
 import { closeInOrder, Drain, onceClose, Readiness } from '../../src/core/lifecycle.ts';
 import { createLogger } from '../../src/core/logger.ts';
 import { atPath, fail, ok } from '../../src/core/result.ts';
+import { SerialRunner } from '../../src/core/serial-runner.ts';
 import { TokenBucket } from '../../src/core/token-bucket.ts';
 
 test('error codes are unique and equal their names', (t) => {
@@ -105,4 +106,30 @@ test('TokenBucket: a burst passes at once, then work is spread at the rate', (t)
   now += 1000; // 10 tokens refilled, capped at the burst: -2 + 10 → 3
   t.deepEqual([bucket.take(), bucket.take(), bucket.take(), bucket.take()], [0, 0, 0, 100]);
   t.throws(() => new TokenBucket(0, 1), { instanceOf: RangeError });
+});
+
+test('SerialRunner: one run at a time; requests during a run coalesce into exactly one more; idle waits; stopped ends reruns', async (t) => {
+  const gates: Array<() => void> = [];
+  let stopped = false;
+  const runner = new SerialRunner(() => new Promise<void>((resolve) => gates.push(resolve)), () => stopped);
+  const open = async (): Promise<void> => {
+    while (gates.length === 0) await new Promise((r) => setImmediate(r));
+    gates.shift()!();
+  };
+  const first = runner.run();
+  t.is(runner.run(), first, 'a request during a run shares its promise');
+  runner.run();
+  await open(); // the first run ends; the two requests made during it become one rerun
+  await open();
+  await runner.idle();
+  await new Promise((r) => setImmediate(r));
+  t.is(gates.length, 0, 'exactly two runs');
+
+  const third = runner.run();
+  runner.run();
+  stopped = true;
+  await open();
+  await third;
+  await new Promise((r) => setImmediate(r));
+  t.is(gates.length, 0, 'once stopped, the queued rerun does not happen');
 });
