@@ -1,5 +1,4 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { Readable } from 'node:stream';
@@ -386,15 +385,10 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
     if (response.headers['grpc-status'] !== undefined) outcome.grpcStatus = String(response.headers['grpc-status']);
     (res as ServerResponse).writeHead(response.status, final);
     outcome.responseBytes = headerBytes(final);
-    try {
-      for await (const chunk of response.body) {
-        outcome.responseBytes += (chunk as Buffer).length;
-        if (!(res as ServerResponse).write(chunk)) await once(res, 'drain');
-        if (timedOut) throw new Error('timeout');
-      }
-    } catch {
-      if (timedOut) outcome.flags.push('UT');
-      else outcome.flags.push('UC');
+    const copied = await copyBody(response.body, res as ServerResponse, (n) => (outcome.responseBytes += n), () => timedOut);
+    if (!copied.ok) {
+      deps.log.info({ code: ErrorCode.WAYPOINT_UPSTREAM_RESET, err: copied.reason, request_id: requestId, cluster: outcome.cluster }, 'upstream response failed after its headers');
+      outcome.flags.push(timedOut ? 'UT' : 'UC');
       res.destroy();
       finish();
       return;
@@ -412,6 +406,40 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   } finally {
     clearTimeout(overallTimer);
   }
+}
+
+/**
+ * Copies the upstream body to the downstream response with backpressure. An upstream HTTP/2 stream
+ * that is reset with NO_ERROR once it has sent everything (RFC 9113 §8.1: a server may do so to stop
+ * the request body) counts as a clean end, not as a failure.
+ */
+function copyBody(body: Readable, res: ServerResponse, count: (n: number) => void, timedOut: () => boolean): Promise<{ ok: true } | { ok: false; reason: string }> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (result: { ok: true } | { ok: false; reason: string }) => {
+      if (settled) return;
+      settled = true;
+      body.off('data', onData);
+      res.off('drain', onDrain);
+      resolve(result);
+    };
+    const onDrain = () => body.resume();
+    const onData = (chunk: Buffer) => {
+      count(chunk.length);
+      if (timedOut()) return done({ ok: false, reason: 'timeout' });
+      if (!res.write(chunk)) body.pause();
+    };
+    body.on('data', onData);
+    res.on('drain', onDrain);
+    body.once('end', () => done({ ok: true }));
+    body.once('error', (err) => done({ ok: false, reason: errorMessage(err) }));
+    body.once('close', () => {
+      const rst = (body as Readable & { rstCode?: number }).rstCode;
+      if (body.readableEnded || rst === 0) done({ ok: true });
+      else done({ ok: false, reason: rst === undefined ? 'upstream closed before the end of the response' : `upstream reset the stream (code ${rst})` });
+    });
+    res.once('close', () => done({ ok: false, reason: 'downstream closed' }));
+  });
 }
 
 /** Reads the body up to MAX_BUFFERED_BODY; a longer one comes back as a stream of what was read and the rest. */
