@@ -12,6 +12,7 @@ import type { BackendRef } from '../workload-api/l7-types.ts';
 import type { Service, Workload } from '../workload-api/types.ts';
 import { authorizeRequest, RBAC_DENIED_BODY } from './authz.ts';
 import type { Destinations, Endpoint } from './destinations.ts';
+import { authenticate, JwksCache } from './jwt.ts';
 import { httpLabels, type WaypointMetrics } from './metrics.ts';
 import { normalizeRequestTarget, type PathNormalization } from './path.ts';
 import { headerMap, type L7Request } from './request.ts';
@@ -48,7 +49,10 @@ export interface HttpProxyDeps {
   readonly pathNormalization: PathNormalization;
   readonly clusterId: string;
   readonly random?: () => number;
+  readonly jwks?: JwksCache;
 }
+
+const SHARED_JWKS = new JwksCache();
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -174,7 +178,17 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   const target = normalizeRequestTarget(req.url ?? '/', deps.pathNormalization);
   if (!target.ok) return local(400, 'Bad Request', 'DPE', `path_normalization_failed: ${target.errors.join('; ')}`);
 
+  // RequestAuthentication: a token that fails is refused; a verified one gives request.auth.*.
+  const authentications = service ? deps.l7.requestAuthenticationsFor(service.namespace, service.hostname) : deps.l7.requestAuthenticationsFor('', '');
+  const jwt = await authenticate(authentications, headers, target.value.query, deps.jwks ?? SHARED_JWKS);
+  if (jwt.kind === 'invalid') {
+    deps.log.info({ code: ErrorCode.WAYPOINT_JWT_INVALID, reason: jwt.reason, request_id: requestId }, 'JWT refused');
+    return local(401, 'Jwt verification fails', undefined, `jwt_authn_access_denied{${jwt.reason.replace(/[^\w.: -]/g, '_')}}`, { 'www-authenticate': 'Bearer realm="http://' + authority + '", error="invalid_token"' });
+  }
+  if (jwt.kind === 'verified') for (const name of jwt.strip) headers.delete(name);
+
   const l7request: L7Request = {
+    ...(jwt.kind === 'verified' ? { auth: { principal: jwt.principal, claims: jwt.claims, audiences: jwt.audiences, presenter: jwt.presenter } } : {}),
     method: req.method ?? 'GET',
     path: target.value.path,
     query: target.value.query,
