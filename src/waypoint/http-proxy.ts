@@ -1,5 +1,4 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { Readable } from 'node:stream';
@@ -13,6 +12,7 @@ import type { BackendRef } from '../workload-api/l7-types.ts';
 import type { Service, Workload } from '../workload-api/types.ts';
 import { authorizeRequest, RBAC_DENIED_BODY } from './authz.ts';
 import type { Destinations, Endpoint } from './destinations.ts';
+import { authenticate, JwksCache } from './jwt.ts';
 import { httpLabels, type WaypointMetrics } from './metrics.ts';
 import { normalizeRequestTarget, type PathNormalization } from './path.ts';
 import { headerMap, type L7Request } from './request.ts';
@@ -49,7 +49,10 @@ export interface HttpProxyDeps {
   readonly pathNormalization: PathNormalization;
   readonly clusterId: string;
   readonly random?: () => number;
+  readonly jwks?: JwksCache;
 }
+
+const SHARED_JWKS = new JwksCache();
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -175,7 +178,17 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   const target = normalizeRequestTarget(req.url ?? '/', deps.pathNormalization);
   if (!target.ok) return local(400, 'Bad Request', 'DPE', `path_normalization_failed: ${target.errors.join('; ')}`);
 
+  // RequestAuthentication: a token that fails is refused; a verified one gives request.auth.*.
+  const authentications = service ? deps.l7.requestAuthenticationsFor(service.namespace, service.hostname) : deps.l7.requestAuthenticationsFor('', '');
+  const jwt = await authenticate(authentications, headers, target.value.query, deps.jwks ?? SHARED_JWKS);
+  if (jwt.kind === 'invalid') {
+    deps.log.info({ code: ErrorCode.WAYPOINT_JWT_INVALID, reason: jwt.reason, request_id: requestId }, 'JWT refused');
+    return local(401, 'Jwt verification fails', undefined, `jwt_authn_access_denied{${jwt.reason.replace(/[^\w.: -]/g, '_')}}`, { 'www-authenticate': 'Bearer realm="http://' + authority + '", error="invalid_token"' });
+  }
+  if (jwt.kind === 'verified') for (const name of jwt.strip) headers.delete(name);
+
   const l7request: L7Request = {
+    ...(jwt.kind === 'verified' ? { auth: { principal: jwt.principal, claims: jwt.claims, audiences: jwt.audiences, presenter: jwt.presenter } } : {}),
     method: req.method ?? 'GET',
     path: target.value.path,
     query: target.value.query,
@@ -386,15 +399,10 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
     if (response.headers['grpc-status'] !== undefined) outcome.grpcStatus = String(response.headers['grpc-status']);
     (res as ServerResponse).writeHead(response.status, final);
     outcome.responseBytes = headerBytes(final);
-    try {
-      for await (const chunk of response.body) {
-        outcome.responseBytes += (chunk as Buffer).length;
-        if (!(res as ServerResponse).write(chunk)) await once(res, 'drain');
-        if (timedOut) throw new Error('timeout');
-      }
-    } catch {
-      if (timedOut) outcome.flags.push('UT');
-      else outcome.flags.push('UC');
+    const copied = await copyBody(response.body, res as ServerResponse, (n) => (outcome.responseBytes += n), () => timedOut);
+    if (!copied.ok) {
+      deps.log.info({ code: ErrorCode.WAYPOINT_UPSTREAM_RESET, err: copied.reason, request_id: requestId, cluster: outcome.cluster }, 'upstream response failed after its headers');
+      outcome.flags.push(timedOut ? 'UT' : 'UC');
       res.destroy();
       finish();
       return;
@@ -412,6 +420,40 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   } finally {
     clearTimeout(overallTimer);
   }
+}
+
+/**
+ * Copies the upstream body to the downstream response with backpressure. An upstream HTTP/2 stream
+ * that is reset with NO_ERROR once it has sent everything (RFC 9113 §8.1: a server may do so to stop
+ * the request body) counts as a clean end, not as a failure.
+ */
+function copyBody(body: Readable, res: ServerResponse, count: (n: number) => void, timedOut: () => boolean): Promise<{ ok: true } | { ok: false; reason: string }> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (result: { ok: true } | { ok: false; reason: string }) => {
+      if (settled) return;
+      settled = true;
+      body.off('data', onData);
+      res.off('drain', onDrain);
+      resolve(result);
+    };
+    const onDrain = () => body.resume();
+    const onData = (chunk: Buffer) => {
+      count(chunk.length);
+      if (timedOut()) return done({ ok: false, reason: 'timeout' });
+      if (!res.write(chunk)) body.pause();
+    };
+    body.on('data', onData);
+    res.on('drain', onDrain);
+    body.once('end', () => done({ ok: true }));
+    body.once('error', (err) => done({ ok: false, reason: errorMessage(err) }));
+    body.once('close', () => {
+      const rst = (body as Readable & { rstCode?: number }).rstCode;
+      if (body.readableEnded || rst === 0) done({ ok: true });
+      else done({ ok: false, reason: rst === undefined ? 'upstream closed before the end of the response' : `upstream reset the stream (code ${rst})` });
+    });
+    res.once('close', () => done({ ok: false, reason: 'downstream closed' }));
+  });
 }
 
 /** Reads the body up to MAX_BUFFERED_BODY; a longer one comes back as a stream of what was read and the rest. */

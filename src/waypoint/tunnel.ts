@@ -1,18 +1,18 @@
 import { createServer as createH1Server } from 'node:http';
 import { createServer as createH2Server } from 'node:http2';
 import { isIP } from 'node:net';
-import { duplexPair, type Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { ErrorCode } from '../core/error-codes.ts';
 import { errorCode, errorMessage } from '../core/errors.ts';
 import type { HboneTarget } from '../hbone/authority.ts';
 import type { HboneClient } from '../hbone/client.ts';
-import { relay } from '../hbone/relay.ts';
 import type { HboneHandler, HboneRequest } from '../hbone/server.ts';
 import type { SpiffeId } from '../identity/spiffe.ts';
 import type { StateReader } from '../workload-api/store.ts';
 import type { Port, Service, Workload } from '../workload-api/types.ts';
 import type { Destinations, Endpoint } from './destinations.ts';
 import { createHttpHandler, type HttpProxyDeps, type TunnelContext } from './http-proxy.ts';
+import { copyingDuplexPair } from './upstream.ts';
 import { portProtocol, sniffProtocol, type PortProtocol } from './protocol.ts';
 
 /**
@@ -86,7 +86,7 @@ export function waypointHandler(deps: TunnelHandlerDeps): HboneHandler {
       }
     }
 
-    const [inner, outer] = duplexPair();
+    const [inner, outer] = copyingDuplexPair();
     inner.on('error', () => {});
     outer.on('error', () => {});
     if (protocol === 'http1') serveHttp1(inner, context('http1'), deps);
@@ -158,32 +158,44 @@ function sniff(socket: Duplex, deps: TunnelHandlerDeps, target: DispatchTarget, 
     socket.off('data', onData);
     socket.off('end', onEnd);
     socket.pause();
-    socket.unshift(seen);
-    if (verdict === 'http1') {
-      serveHttp1(socket, context('http1'), deps);
+    if (verdict !== 'tcp') {
+      socket.unshift(seen);
+      if (verdict === 'http1') serveHttp1(socket, context('http1'), deps);
+      else serveHttp2(socket, context('http2'), deps);
       socket.resume();
-    } else if (verdict === 'http2') {
-      serveHttp2(socket, context('http2'), deps);
-      socket.resume();
-    } else {
-      const endpoint = tcpEndpoint(deps, target, request);
-      if (!endpoint) return void socket.destroy();
-      openTcp(deps, endpoint).then(
-        (upstream) => void relay(socket, upstream),
-        (err: unknown) => {
-          deps.log.info({ code: ErrorCode.WAYPOINT_TCP_UPSTREAM_FAILED, err: errorMessage(err) }, 'TCP upstream failed');
-          socket.destroy();
-        },
-      );
+      return;
     }
+    // TCP: the sniffed bytes go first, then the rest of the stream (which may already have ended).
+    const endpoint = tcpEndpoint(deps, target, request);
+    if (!endpoint) return void socket.destroy();
+    openTcp(deps, endpoint).then(
+      (upstream) => {
+        upstream.on('error', () => socket.destroy());
+        socket.on('error', () => upstream.destroy());
+        upstream.once('close', () => socket.destroy());
+        upstream.write(seen);
+        if (socket.readableEnded || ended) upstream.end();
+        else socket.pipe(upstream);
+        upstream.pipe(socket);
+        socket.resume();
+      },
+      (err: unknown) => {
+        deps.log.info({ code: ErrorCode.WAYPOINT_TCP_UPSTREAM_FAILED, err: errorMessage(err) }, 'TCP upstream failed');
+        socket.destroy();
+      },
+    );
   };
+  let ended = false;
   const onData = (chunk: Buffer) => {
     seen = Buffer.concat([seen, chunk]);
     const verdict = sniffProtocol(seen);
     if (verdict !== 'more') decide(verdict);
     else if (seen.length >= SNIFF_LIMIT) decide('tcp');
   };
-  const onEnd = () => decide(seen.length > 0 ? (() => { const v = sniffProtocol(seen); return v === 'more' ? 'tcp' : v; })() : 'tcp');
+  const onEnd = () => {
+    ended = true;
+    decide(seen.length > 0 ? (() => { const v = sniffProtocol(seen); return v === 'more' ? 'tcp' : v; })() : 'tcp');
+  };
   socket.on('data', onData);
   socket.once('end', onEnd);
 }

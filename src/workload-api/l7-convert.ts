@@ -6,12 +6,13 @@ import type { HeaderMutation__Output } from './generated/ambient/l7/HeaderMutati
 import type { HttpRoute__Output } from './generated/ambient/l7/HttpRoute.ts';
 import type { Percent__Output } from './generated/ambient/l7/Percent.ts';
 import type { RouteConfiguration__Output } from './generated/ambient/l7/RouteConfiguration.ts';
+import type { RequestAuthentication__Output } from './generated/ambient/l7/RequestAuthentication.ts';
 import type { StringMatch__Output } from './generated/ambient/l7/StringMatch.ts';
 import type { TrafficPolicy__Output } from './generated/ambient/l7/TrafficPolicy.ts';
 import type { Duration__Output } from './generated/google/protobuf/Duration.ts';
 import {
   OUTLIER_DEFAULTS, RETRY_ON, type DestinationPolicy, type HeaderMutation, type HttpRoute, type L7AuthorizationPolicy, type L7Condition,
-  type L7StringMatch, type LoadBalancerPolicy, type RetryOn, type RouteConfiguration, type TrafficPolicy,
+  type JwtRule, type L7StringMatch, type LoadBalancerPolicy, type RequestAuthentication, type RetryOn, type RouteConfiguration, type TrafficPolicy,
 } from './l7-types.ts';
 
 /**
@@ -366,4 +367,41 @@ export function l7AuthorizationFromWire(a: AuthorizationPolicy__Output, path = '
     rules,
     dryRun: a.dryRun,
   }));
+}
+
+export function requestAuthenticationFromWire(a: RequestAuthentication__Output, path = 'request_authentication'): Result<RequestAuthentication> {
+  const problems = new Problems();
+  if (!a.name) problems.add(`${path}.name`, 'must not be empty');
+  if (!a.namespace) problems.add(`${path}.namespace`, 'must not be empty');
+  a.targetServices.forEach((t, i) => {
+    if (!/^[^/]+\/[^/]+$/.test(t)) problems.add(`${path}.target_services[${i}]`, `${JSON.stringify(t)} is not namespace/hostname`);
+  });
+  const rules = a.rules.map((r, i): JwtRule => {
+    const at = `${path}.rules[${i}]`;
+    if (!r.issuer) problems.add(`${at}.issuer`, 'must not be empty');
+    let jwks: JwtRule['jwks'] = { kind: 'inline', keys: [] };
+    if (r.jwks) {
+      try {
+        const doc = JSON.parse(r.jwks) as { keys?: unknown };
+        if (!Array.isArray(doc.keys) || !doc.keys.every((k) => typeof k === 'object' && k !== null)) problems.add(`${at}.jwks`, 'must be a JWKS document with a "keys" list');
+        else jwks = { kind: 'inline', keys: doc.keys as Record<string, unknown>[] };
+      } catch (err) {
+        problems.add(`${at}.jwks`, `is not JSON: ${(err as Error).message}`);
+      }
+    } else if (r.jwksUri) {
+      if (!/^https?:\/\//.test(r.jwksUri)) problems.add(`${at}.jwks_uri`, `${JSON.stringify(r.jwksUri)} is not an http(s) URI`);
+      jwks = { kind: 'uri', uri: r.jwksUri };
+    } else {
+      problems.add(at, 'one of jwks or jwks_uri is required');
+    }
+    return {
+      issuer: r.issuer,
+      audiences: r.audiences,
+      jwks,
+      fromHeaders: r.fromHeaders.map((h, j) => ({ name: headerName(problems, `${at}.from_headers[${j}].name`, h.name.toLowerCase()), prefix: h.prefix })),
+      fromParams: r.fromParams,
+      forwardOriginalToken: r.forwardOriginalToken,
+    };
+  });
+  return problems.result(() => ({ name: a.name, namespace: a.namespace, targetServices: a.targetServices, rules }));
 }

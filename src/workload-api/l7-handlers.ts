@@ -3,7 +3,8 @@ import type { Result } from '../core/result.ts';
 import type { AuthorizationPolicy__Output } from './generated/ambient/l7/AuthorizationPolicy.ts';
 import type { DestinationPolicy__Output } from './generated/ambient/l7/DestinationPolicy.ts';
 import type { RouteConfiguration__Output } from './generated/ambient/l7/RouteConfiguration.ts';
-import { destinationPolicyFromWire, l7AuthorizationFromWire, routeConfigurationFromWire } from './l7-convert.ts';
+import { destinationPolicyFromWire, l7AuthorizationFromWire, requestAuthenticationFromWire, routeConfigurationFromWire } from './l7-convert.ts';
+import type { RequestAuthentication__Output } from './generated/ambient/l7/RequestAuthentication.ts';
 import type { L7Store } from './l7-store.ts';
 import { decodeMessage, messageNameOf, TypeUrl } from './proto.ts';
 import type { Rejection, XdsHandler, XdsResource } from './xds-types.ts';
@@ -84,7 +85,17 @@ export function l7AuthorizationHandler(store: L7Store): XdsHandler {
   );
 }
 
-/** The three L7 handlers, for a waypoint's xDS client. */
+export function requestAuthenticationHandler(store: L7Store): XdsHandler {
+  return l7Handler<RequestAuthentication__Output, ReturnType<typeof requestAuthenticationFromWire> extends Result<infer D> ? D : never>(
+    TypeUrl.requestAuthentication,
+    (w) => requestAuthenticationFromWire(w),
+    (a) => `${a.namespace}/${a.name}`,
+    (a) => store.upsertRequestAuthentication(a),
+    (n) => store.removeRequestAuthentication(n),
+  );
+}
+
+/** The L7 handlers, for a waypoint's xDS client. */
 export function l7Handlers(store: L7Store): XdsHandler[] {
-  return [routeConfigurationHandler(store), destinationPolicyHandler(store), l7AuthorizationHandler(store)];
+  return [routeConfigurationHandler(store), destinationPolicyHandler(store), l7AuthorizationHandler(store), requestAuthenticationHandler(store)];
 }

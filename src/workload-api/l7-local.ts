@@ -10,9 +10,9 @@ import { silentLogger, type Logger } from '../core/logger.ts';
 import { fail, ok, type Result } from '../core/result.ts';
 import { parseYaml } from '../core/yaml.ts';
 import { parseDurationMs } from './env.ts';
-import { destinationPolicyFromWire, l7AuthorizationFromWire, routeConfigurationFromWire } from './l7-convert.ts';
+import { destinationPolicyFromWire, l7AuthorizationFromWire, requestAuthenticationFromWire, routeConfigurationFromWire } from './l7-convert.ts';
 import type { L7Store } from './l7-store.ts';
-import type { DestinationPolicy, L7AuthorizationPolicy, RouteConfiguration } from './l7-types.ts';
+import type { DestinationPolicy, L7AuthorizationPolicy, RequestAuthentication, RouteConfiguration } from './l7-types.ts';
 import { CONVERSION, messageType } from './proto.ts';
 
 /**
@@ -26,12 +26,14 @@ export interface L7Config {
   readonly routes: readonly RouteConfiguration[];
   readonly destinations: readonly DestinationPolicy[];
   readonly policies: readonly L7AuthorizationPolicy[];
+  readonly authentications: readonly RequestAuthentication[];
 }
 
 const SECTIONS = {
   routeConfigurations: 'ambient.l7.RouteConfiguration',
   destinationPolicies: 'ambient.l7.DestinationPolicy',
   authorizationPolicies: 'ambient.l7.AuthorizationPolicy',
+  requestAuthentications: 'ambient.l7.RequestAuthentication',
 } as const;
 
 const WRAPPERS = new Set(['google.protobuf.UInt32Value', 'google.protobuf.Int32Value', 'google.protobuf.BoolValue', 'google.protobuf.StringValue', 'google.protobuf.DoubleValue']);
@@ -124,11 +126,12 @@ export function parseL7Config(text: string): Result<L7Config> {
   const routes = each('routeConfigurations', routeConfigurationFromWire);
   const destinations = each('destinationPolicies', destinationPolicyFromWire);
   const policies = each('authorizationPolicies', l7AuthorizationFromWire);
+  const authentications = each('requestAuthentications', requestAuthenticationFromWire);
   const dup = (keys: string[], what: string) => keys.forEach((k, i) => keys.indexOf(k) !== i && errors.push(`${what}: duplicate ${k}`));
   dup(routes.map((r) => `${r.namespace}/${r.hostname}`), 'routeConfigurations');
   dup(destinations.map((d) => `${d.namespace}/${d.hostname}`), 'destinationPolicies');
   dup(policies.map((p) => `${p.namespace}/${p.name}`), 'authorizationPolicies');
-  return errors.length > 0 ? fail(...errors) : ok({ routes, destinations, policies });
+  return errors.length > 0 ? fail(...errors) : ok({ routes, destinations, policies, authentications });
 }
 
 export interface L7LocalSourceEvents {

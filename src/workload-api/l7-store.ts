@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { DestinationPolicy, L7AuthorizationPolicy, RouteConfiguration } from './l7-types.ts';
+import type { DestinationPolicy, L7AuthorizationPolicy, RequestAuthentication, RouteConfiguration } from './l7-types.ts';
 import { policyKey, serviceKey } from './types.ts';
 
 /** What the waypoint reads of the L7 configuration. */
@@ -9,6 +9,8 @@ export interface L7Reader {
   destinationPolicy(namespace: string, hostname: string): DestinationPolicy | undefined;
   /** The L7 authorization policies that apply to a service: those targeting it and those targeting the whole waypoint. */
   authorizationPoliciesFor(namespace: string, hostname: string): readonly L7AuthorizationPolicy[];
+  /** The RequestAuthentications that apply to a service (targeting it, or the whole waypoint). */
+  requestAuthenticationsFor(namespace: string, hostname: string): readonly RequestAuthentication[];
   /** Increases on every change (caches key on it). */
   readonly version: number;
 }
@@ -26,6 +28,7 @@ export class L7Store extends EventEmitter<L7StoreEvents> implements L7Reader {
   readonly #routes = new Map<string, RouteConfiguration>();
   readonly #destinations = new Map<string, DestinationPolicy>();
   readonly #policies = new Map<string, L7AuthorizationPolicy>();
+  readonly #authentications = new Map<string, RequestAuthentication>();
   #version = 0;
 
   get version(): number {
@@ -43,6 +46,20 @@ export class L7Store extends EventEmitter<L7StoreEvents> implements L7Reader {
   authorizationPoliciesFor(namespace: string, hostname: string): readonly L7AuthorizationPolicy[] {
     const key = serviceKey(namespace, hostname);
     return [...this.#policies.values()].filter((p) => p.targetServices.length === 0 || p.targetServices.includes(key));
+  }
+
+  requestAuthenticationsFor(namespace: string, hostname: string): readonly RequestAuthentication[] {
+    const key = serviceKey(namespace, hostname);
+    return [...this.#authentications.values()].filter((a) => a.targetServices.length === 0 || a.targetServices.includes(key));
+  }
+
+  upsertRequestAuthentication(a: RequestAuthentication): void {
+    this.#authentications.set(policyKey(a.namespace, a.name), a);
+    this.#changed();
+  }
+
+  removeRequestAuthentication(name: string): void {
+    if (this.#authentications.delete(name)) this.#changed();
   }
 
   allRouteConfigurations(): readonly RouteConfiguration[] {
@@ -85,10 +102,12 @@ export class L7Store extends EventEmitter<L7StoreEvents> implements L7Reader {
   }
 
   /** Replaces everything at once (the local file source). */
-  replaceAll(config: { routes: readonly RouteConfiguration[]; destinations: readonly DestinationPolicy[]; policies: readonly L7AuthorizationPolicy[] }): void {
+  replaceAll(config: { routes: readonly RouteConfiguration[]; destinations: readonly DestinationPolicy[]; policies: readonly L7AuthorizationPolicy[]; authentications?: readonly RequestAuthentication[] }): void {
     this.#routes.clear();
     this.#destinations.clear();
     this.#policies.clear();
+    this.#authentications.clear();
+    for (const a of config.authentications ?? []) this.#authentications.set(policyKey(a.namespace, a.name), a);
     for (const r of config.routes) this.#routes.set(serviceKey(r.namespace, r.hostname), r);
     for (const d of config.destinations) this.#destinations.set(serviceKey(d.namespace, d.hostname), d);
     for (const p of config.policies) this.#policies.set(policyKey(p.namespace, p.name), p);

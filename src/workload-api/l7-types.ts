@@ -205,3 +205,21 @@ export const OUTLIER_DEFAULTS = {
   maxEjectionPercent: 10,
   minHealthPercent: 0,
 } as const;
+
+export interface JwtRule {
+  readonly issuer: string;
+  readonly audiences: readonly string[];
+  /** A JWKS given inline (parsed JSON), or a URI to fetch it from. */
+  readonly jwks: { readonly kind: 'inline'; readonly keys: readonly Readonly<Record<string, unknown>>[] } | { readonly kind: 'uri'; readonly uri: string };
+  /** Empty: `Authorization: Bearer`. */
+  readonly fromHeaders: ReadonlyArray<{ readonly name: string; readonly prefix: string }>;
+  readonly fromParams: readonly string[];
+  readonly forwardOriginalToken: boolean;
+}
+
+export interface RequestAuthentication {
+  readonly name: string;
+  readonly namespace: string;
+  readonly targetServices: readonly string[];
+  readonly rules: readonly JwtRule[];
+}

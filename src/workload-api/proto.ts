@@ -11,6 +11,7 @@ export const TypeUrl = {
   routeConfiguration: 'type.googleapis.com/ambient.l7.RouteConfiguration',
   destinationPolicy: 'type.googleapis.com/ambient.l7.DestinationPolicy',
   l7Authorization: 'type.googleapis.com/ambient.l7.AuthorizationPolicy',
+  requestAuthentication: 'type.googleapis.com/ambient.l7.RequestAuthentication',
 } as const;
 export type TypeUrl = (typeof TypeUrl)[keyof typeof TypeUrl];
 

@@ -5,13 +5,13 @@ import { createServer as createH1Server, request as h1request, type IncomingMess
 import { connect as h2connect, createServer as createH2Server, type ClientHttp2Session, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { duplexPair } from 'node:stream';
 import { createHboneClient, type HboneClient } from '../../src/hbone/client.ts';
 import { forwardToTarget } from '../../src/hbone/forward.ts';
 import { relay } from '../../src/hbone/relay.ts';
 import { startHboneServer, type HboneServer } from '../../src/hbone/server.ts';
 import { LocalCaClient } from '../../src/identity/local-ca-client.ts';
 import { parse } from '../../src/waypoint/config.ts';
+import { copyingDuplexPair, socketOver } from '../../src/waypoint/upstream.ts';
 import { startWaypoint, type Waypoint } from '../../src/waypoint/waypoint.ts';
 import { captureLog, type CapturedLog } from '../helpers/log.ts';
 import { testPki, type TestPki } from '../helpers/pki.ts';
@@ -93,7 +93,7 @@ async function startApp(pod: string, host: string, requests: AppRecord[]): Promi
     socket.once('data', (first: Buffer) => {
       // Through a duplex pair: node's HTTP/1.1 parser reads a real socket's handle directly and would
       // miss bytes put back with unshift().
-      const [ours, theirs] = duplexPair();
+      const [theirs, ours] = copyingDuplexPair();
       ours.on('error', () => socket.destroy());
       ours.write(first);
       socket.pipe(ours).pipe(socket);
@@ -279,9 +279,8 @@ export async function startFixture(t: ExecutionContext, options: { l7?: string; 
     tunnel,
     async http1(authority, o) {
       const t1 = await tunnel(authority);
-      // Through a duplex pair (see src/waypoint/upstream.ts: ClientRequest's corked writev corrupts on an HTTP/2 stream).
-      const [socket, inner] = duplexPair();
-      void relay(inner, t1.stream);
+      // Through a duplex pair (see socketOver: a corked writev corrupts on an HTTP/2 stream).
+      const socket = socketOver(t1.stream);
       return new Promise((resolve, reject) => {
         const req = h1request({ createConnection: () => socket as never, method: o.method ?? 'GET', path: o.path, headers: { host: authority, ...o.headers } }, (res) => {
           const chunks: Buffer[] = [];
@@ -295,7 +294,7 @@ export async function startFixture(t: ExecutionContext, options: { l7?: string; 
     },
     async http2(authority) {
       const t2 = await tunnel(authority);
-      const session = h2connect(`http://${authority}`, { createConnection: () => t2.stream as never });
+      const session = h2connect(`http://${authority}`, { createConnection: () => socketOver(t2.stream) as never });
       session.on('error', () => {});
       return session;
     },

@@ -91,6 +91,9 @@ const bad: Array<[string, string, RegExp]> = [
   ['bad port', 'authorizationPolicies: [{ name: p, namespace: a, rules: [{ to: [{ ports: [http] }] }] }]', /to\[0\]\.ports\[0\]: "http" is not a port/],
   ['bad ip block', 'authorizationPolicies: [{ name: p, namespace: a, rules: [{ from: [{ ipBlocks: [10.0.0.0/33] }] }] }]', /from\[0\]\.ip_blocks\[0\]: "10.0.0.0\/33" is not an IP or CIDR/],
   ['unknown section', 'routes: []', /routes: unknown field/],
+  ['a JWT rule without keys', 'requestAuthentications: [{ name: j, namespace: a, rules: [{ issuer: i }] }]', /requestAuthentications\[0\]\.rules\[0\]: one of jwks or jwks_uri is required/],
+  ['a JWKS that is not JSON', "requestAuthentications: [{ name: j, namespace: a, rules: [{ issuer: i, jwks: '{keys' }] }]", /rules\[0\]\.jwks: is not JSON/],
+  ['a JWKS URI that is not http', 'requestAuthentications: [{ name: j, namespace: a, rules: [{ issuer: i, jwksUri: "file:///etc/keys" }] }]', /rules\[0\]\.jwks_uri: "file:\/\/\/etc\/keys" is not an http\(s\) URI/],
 ];
 for (const [name, text, error] of bad) {
   test(`the local L7 file refuses: ${name}`, (t) => {
@@ -135,7 +138,7 @@ test('an invalid first local file is refused with CONFIG_INVALID and every probl
 test('L7 resources travel as extra delta-xDS types; a bad one is NACKed by name with its field path and the rest apply', async (t) => {
   const ca = CertificateAuthority.generate('cluster.local');
   const serverNack = Promise.withResolvers<XdsNackEvent>();
-  const xds = await startXdsServer(ca, { typeUrls: [TypeUrl.address, TypeUrl.authorization, TypeUrl.routeConfiguration, TypeUrl.destinationPolicy, TypeUrl.l7Authorization], onNack: serverNack.resolve });
+  const xds = await startXdsServer(ca, { typeUrls: [TypeUrl.address, TypeUrl.authorization, TypeUrl.routeConfiguration, TypeUrl.destinationPolicy, TypeUrl.l7Authorization, TypeUrl.requestAuthentication], onNack: serverNack.resolve });
   t.teardown(() => xds.close());
   const route = (host: string, extra: object = {}) => encodeMessage('ambient.l7.RouteConfiguration', { namespace: 'prod', hostname: host, routes: [{ name: 'r', ...extra }] });
   xds.snapshot.update(() => {

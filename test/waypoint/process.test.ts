@@ -1,0 +1,98 @@
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { createHboneClient } from '../../src/hbone/client.ts';
+import { forwardToTarget } from '../../src/hbone/forward.ts';
+import { startHboneServer } from '../../src/hbone/server.ts';
+import { CertificateAuthority } from '../../src/identity/ca.ts';
+import { CertManager } from '../../src/identity/cert-manager.ts';
+import { LocalCaClient } from '../../src/identity/local-ca-client.ts';
+import { spiffeId } from '../../src/identity/spiffe.ts';
+import { socketOver } from '../../src/waypoint/upstream.ts';
+import { tempDir } from '../helpers/tmp.ts';
+
+/**
+ * `bin/ambientd waypoint` as a real process: FAKE_CA from a shared FAKE_CA_DIR, the mesh from
+ * LOCAL_XDS_PATH, routes from L7_CONFIG_PATH, ports 0 (read back from its start-up log line); a request
+ * over HBONE is routed to a pod behind a ztunnel-like HBONE server; SIGTERM drains and exits 0.
+ */
+
+const ROOT = join(import.meta.dirname, '..', '..', '..');
+
+test('ambientd waypoint serves HBONE, stats and readiness as a process, and exits 0 on SIGTERM', async (t) => {
+  const dir = await tempDir(t, 'waypoint-proc-');
+  const ca = CertificateAuthority.generate('cluster.local');
+  await ca.save(join(dir, 'ca'));
+  const certificates = new CertManager({ ca: new LocalCaClient(ca) });
+  t.teardown(() => certificates.close());
+
+  const app = createServer((s) => s.on('error', () => {}).once('data', () => s.end('HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-app: yes\r\n\r\nhello')));
+  app.listen({ host: '127.0.0.2', port: 0 });
+  await once(app, 'listening');
+  t.teardown(() => void app.close());
+  const pod = await startHboneServer({ host: '127.0.0.2', port: 0, certificate: await certificates.fetch(spiffeId('cluster.local', 'prod', 'api')), handler: forwardToTarget() });
+  t.teardown(() => pod.close());
+
+  await writeFile(join(dir, 'mesh.yaml'), `
+workloads:
+- uid: Kubernetes//Pod/prod/api
+  name: api
+  namespace: prod
+  serviceAccount: api
+  trustDomain: cluster.local
+  workloadIps: ["127.0.0.2"]
+  protocol: HBONE
+  services: { "prod/api.prod.svc.cluster.local": { 80: ${(app.address() as AddressInfo).port} } }
+services:
+- name: api
+  namespace: prod
+  hostname: api.prod.svc.cluster.local
+  vips: ["/10.96.1.1"]
+  ports: { 80: 80 }
+`);
+  await writeFile(join(dir, 'l7.yaml'), `routeConfigurations: [{ namespace: prod, hostname: api.prod.svc.cluster.local, routes: [{ name: all, responseHeaders: { set: [{ name: x-waypoint, value: "1" }] } }] }]\n`);
+  const child = spawn(join(ROOT, 'bin', 'ambientd'), ['waypoint', '--bind-address', '127.0.0.1', '--hbone-port', '0', '--stats-port', '0', '--readiness-port', '0', '--upstream-hbone-port', String(pod.address().port)], {
+    env: { ...process.env, XDS_ADDRESS: '', FAKE_CA: 'true', FAKE_CA_DIR: join(dir, 'ca'), LOCAL_XDS_PATH: join(dir, 'mesh.yaml'), L7_CONFIG_PATH: join(dir, 'l7.yaml'), POD_NAMESPACE: 'prod', SERVICE_ACCOUNT: 'waypoint' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.teardown(() => void child.kill('SIGKILL'));
+  const lines = createInterface({ input: child.stdout });
+  const records: Array<Record<string, unknown>> = [];
+  const started = new Promise<Record<string, unknown>>((resolve) => lines.on('line', (line) => {
+    const record = JSON.parse(line) as Record<string, unknown>;
+    records.push(record);
+    if (record['msg'] === 'waypoint started') resolve(record);
+  }));
+  const ports = await started;
+
+  const ready = await fetch(`http://127.0.0.1:${ports['readiness']}/healthz/ready`);
+  t.is(ready.status, 200);
+  const client = createHboneClient({ certificates });
+  t.teardown(() => client.close());
+  const tunnel = await client.connect({ source: spiffeId('cluster.local', 'prod', 'web'), expectedIdentities: [spiffeId('cluster.local', 'prod', 'waypoint')], address: { host: '127.0.0.1', port: Number(ports['hbone']) }, authority: '10.96.1.1:80' });
+  const res = await new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+    const r = request({ createConnection: () => socketOver(tunnel.stream) as never, path: '/x', headers: { host: '10.96.1.1' } }, (response) => {
+      let body = '';
+      response.on('data', (c: Buffer) => (body += c));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }));
+    });
+    r.on('error', reject);
+    r.end();
+  });
+  t.is(res.status, 200);
+  t.is(res.body, 'hello');
+  t.is(res.headers['x-waypoint'], '1');
+  t.is(res.headers['x-app'], 'yes');
+  const metrics = await (await fetch(`http://127.0.0.1:${ports['stats']}/stats/prometheus`)).text();
+  t.regex(metrics, /istio_requests_total\{reporter="waypoint",[^}]*destination_service="api\.prod\.svc\.cluster\.local"[^}]*response_code="200"[^}]*\} 1/);
+  t.true(records.some((r) => r['component'] === 'access' && r['response_code'] === 200));
+
+  child.kill('SIGTERM');
+  const [code] = (await once(child, 'exit')) as [number];
+  t.is(code, 0);
+});
