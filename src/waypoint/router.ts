@@ -1,6 +1,7 @@
 import type {
   BackendRef, HeaderMutation, HttpRoute, L7StringMatch, Mirror, RetryPolicy, RouteConfiguration, RouteMatch, WeightedBackend,
 } from '../workload-api/l7-types.ts';
+import { DEFAULT_RETRY_POLICY } from '../workload-api/l7-types.ts';
 import { queryParam, type L7Request } from './request.ts';
 
 /**
@@ -9,12 +10,7 @@ import { queryParam, type L7Request } from './request.ts';
  * IO code only carries the decision out.
  */
 
-/** Istio's retry policy when a route sets none (pilot's default: 2 retries on connection trouble and 503). */
-export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
-  attempts: 2,
-  retryOn: Object.freeze(['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'] as const),
-  retriableStatusCodes: Object.freeze([503]),
-});
+export { DEFAULT_RETRY_POLICY };
 
 export interface ForwardDecision {
   readonly kind: 'forward';

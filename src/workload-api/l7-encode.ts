@@ -2,12 +2,13 @@ import type { AuthorizationPolicy as AuthorizationPolicyWire } from './generated
 import type { DestinationPolicy as DestinationPolicyWire } from './generated/ambient/l7/DestinationPolicy.ts';
 import type { HeaderMutation as HeaderMutationWire } from './generated/ambient/l7/HeaderMutation.ts';
 import type { HttpRoute as HttpRouteWire } from './generated/ambient/l7/HttpRoute.ts';
+import type { RequestAuthentication as RequestAuthenticationWire } from './generated/ambient/l7/RequestAuthentication.ts';
 import type { RouteConfiguration as RouteConfigurationWire } from './generated/ambient/l7/RouteConfiguration.ts';
 import type { StringMatch as StringMatchWire } from './generated/ambient/l7/StringMatch.ts';
 import type { TrafficPolicy as TrafficPolicyWire } from './generated/ambient/l7/TrafficPolicy.ts';
 import type { Duration } from './generated/google/protobuf/Duration.ts';
 import type {
-  DestinationPolicy, HeaderMutation, HttpRoute, L7AuthorizationPolicy, L7StringMatch, RouteConfiguration, TrafficPolicy,
+  DestinationPolicy, HeaderMutation, HttpRoute, L7AuthorizationPolicy, L7StringMatch, RequestAuthentication, RouteConfiguration, TrafficPolicy,
 } from './l7-types.ts';
 import { encodeMessage } from './proto.ts';
 
@@ -147,4 +148,22 @@ export function encodeL7Authorization(p: L7AuthorizationPolicy): Buffer {
     dryRun: p.dryRun,
   };
   return encodeMessage('ambient.l7.AuthorizationPolicy', wire);
+}
+
+/** The `ambient.l7.RequestAuthentication` bytes. */
+export function encodeRequestAuthentication(ra: RequestAuthentication): Buffer {
+  const wire: RequestAuthenticationWire = {
+    name: ra.name,
+    namespace: ra.namespace,
+    targetServices: [...ra.targetServices],
+    rules: ra.rules.map((r) => ({
+      issuer: r.issuer,
+      audiences: [...r.audiences],
+      ...(r.jwks.kind === 'inline' ? { jwks: JSON.stringify({ keys: r.jwks.keys }) } : { jwksUri: r.jwks.uri }),
+      fromHeaders: r.fromHeaders.map((h) => ({ name: h.name, prefix: h.prefix })),
+      fromParams: [...r.fromParams],
+      forwardOriginalToken: r.forwardOriginalToken,
+    })),
+  };
+  return encodeMessage('ambient.l7.RequestAuthentication', wire);
 }

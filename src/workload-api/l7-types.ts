@@ -76,6 +76,17 @@ export interface RetryPolicy {
   readonly retriableStatusCodes: readonly number[];
 }
 
+/**
+ * Istio's retry policy for a route that sets none (pilot's default: 2 retries on connection trouble and 503).
+ * The control plane writes it into translated routes without `retries`; the waypoint uses it for its implicit
+ * route.
+ */
+export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
+  attempts: 2,
+  retryOn: Object.freeze(['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'] as const),
+  retriableStatusCodes: Object.freeze([503]),
+});
+
 export interface FaultInjection {
   readonly delay?: { readonly fixedDelayMs: number; readonly percentage: number };
   readonly abort?: { readonly kind: 'http' | 'grpc'; readonly status: number; readonly percentage: number };

@@ -6,9 +6,10 @@ import { Translator } from '../../src/control-plane/translator.ts';
 import { istioDurationMs, resolveHost } from '../../src/control-plane/l7/destination-rule.ts';
 import type { AuthorizationPolicy__Output } from '../../src/workload-api/generated/ambient/l7/AuthorizationPolicy.ts';
 import type { DestinationPolicy__Output } from '../../src/workload-api/generated/ambient/l7/DestinationPolicy.ts';
+import type { RequestAuthentication__Output } from '../../src/workload-api/generated/ambient/l7/RequestAuthentication.ts';
 import type { RouteConfiguration__Output } from '../../src/workload-api/generated/ambient/l7/RouteConfiguration.ts';
-import { destinationPolicyFromWire, l7AuthorizationFromWire, routeConfigurationFromWire } from '../../src/workload-api/l7-convert.ts';
-import type { DestinationPolicy, L7AuthorizationPolicy, RouteConfiguration } from '../../src/workload-api/l7-types.ts';
+import { destinationPolicyFromWire, l7AuthorizationFromWire, requestAuthenticationFromWire, routeConfigurationFromWire } from '../../src/workload-api/l7-convert.ts';
+import { DEFAULT_RETRY_POLICY, type DestinationPolicy, type L7AuthorizationPolicy, type RequestAuthentication, type RouteConfiguration } from '../../src/workload-api/l7-types.ts';
 import { decodeMessage, TypeUrl } from '../../src/workload-api/proto.ts';
 import { ResourceSnapshot } from '../../src/workload-api/snapshot.ts';
 import { captureLog } from '../helpers/log.ts';
@@ -69,7 +70,16 @@ function translate(objects: readonly Obj[]) {
     }
     return out;
   };
-  return { configs, policies, destinations, apply, problems: () => extension.problems(), log, snapshot };
+  const authentications = (): Record<string, RequestAuthentication> => {
+    const out: Record<string, RequestAuthentication> = {};
+    for (const [name, entry] of snapshot.get(TypeUrl.requestAuthentication)) {
+      const decoded = requestAuthenticationFromWire(decodeMessage<RequestAuthentication__Output>('ambient.l7.RequestAuthentication', entry.value));
+      if (!decoded.ok) throw new Error(decoded.errors.join('; '));
+      out[name] = decoded.value;
+    }
+    return out;
+  };
+  return { configs, policies, destinations, authentications, apply, problems: () => extension.problems(), log, snapshot };
 }
 
 const BOUND_NS = ns('shop', { 'istio.io/dataplane-mode': 'ambient', 'istio.io/use-waypoint': 'waypoint' });
@@ -85,6 +95,7 @@ test('a 90/10 split on a Service bound to a waypoint becomes its RouteConfigurat
   t.deepEqual(rc?.routes.map((r) => r.name), ['shop/split.0']);
   t.deepEqual(rc?.routes[0]?.matches, [{ path: { kind: 'prefix', value: '/' }, headers: [], queryParams: [] }], 'no match means PathPrefix /');
   t.deepEqual(rc?.routes[0]?.backends.map((b) => [b.hostname, b.port, b.weight]), [[HOST('reviews-v1'), 9080, 90], [HOST('reviews-v2'), 9080, 10]]);
+  t.deepEqual(rc?.routes[0]?.retries, DEFAULT_RETRY_POLICY, "Istio's default retries (HTTPRoute v1 has no retry field)");
 });
 
 test('matches, filters and timeouts carry over; the Gateway API precedence orders the matches of all routes of a parent', (t) => {
@@ -368,6 +379,8 @@ test('VirtualService http routes → RouteConfiguration: matches, weighted subse
   t.deepEqual(api?.fault, { delay: { fixedDelayMs: 1500, percentage: 50 }, abort: { kind: 'grpc', status: 14, percentage: 5 } });
   t.deepEqual(api?.mirrors, [{ namespace: 'shop', hostname: HOST('shadow'), port: 0, subset: '', percentage: 10 }]);
   t.is(api?.timeoutMs, 3000);
+  t.deepEqual(api?.retries, DEFAULT_RETRY_POLICY, 'no retries given: Istio\'s default');
+  t.is(old?.retries, undefined, 'a redirect does not retry');
   t.deepEqual(old?.redirect, { statusCode: 308, host: 'shop.example', path: { kind: 'full', value: '/new' } });
   t.deepEqual(split?.backends.map((b) => [b.hostname, b.subset, b.weight]), [[HOST('reviews'), 'v1', 90], [HOST('reviews'), 'v2', 10]]);
 });
@@ -427,4 +440,33 @@ test('GRPCRoute: method matches become POST path matches on /service/method; bac
   t.is(re?.kind, 'regex');
   t.true(re?.kind === 'regex' && re.regex.test('/any.Service/SayHi') && !re.regex.test('/any.Service/Other'));
   t.deepEqual(rc?.routes.map((r) => r.name), ['shop/greeter.0', 'shop/greeter.1', 'shop/greeter.2'], 'exact, then prefix, then regex');
+});
+
+test('RequestAuthentication with targetRefs → the waypoint\'s JWT rules; selector ones are not the waypoint\'s; bad rules are skipped and reported', (t) => {
+  const { authentications, problems } = translate([
+    BOUND_NS, gateway('waypoint'), svc('reviews'),
+    ['RequestAuthentication', { metadata: { name: 'jwt', namespace: 'shop' }, spec: {
+      targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'waypoint' }],
+      jwtRules: [
+        { issuer: 'https://issuer.example', audiences: ['shop'], jwks: '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}', fromHeaders: [{ name: 'X-JWT', prefix: 'Bearer ' }], forwardOriginalToken: true },
+        { issuer: 'uri-only', jwksUri: 'https://issuer.example/.well-known/jwks.json', outputPayloadToHeader: 'x-payload' },
+        { issuer: 'no-keys' },
+        { issuer: 'bad-json', jwks: '{' },
+      ],
+    } } as KubeObject],
+    ['RequestAuthentication', { metadata: { name: 'sidecar-style', namespace: 'shop' }, spec: { selector: { matchLabels: { app: 'reviews' } }, jwtRules: [{ issuer: 'x', jwksUri: 'https://x' }] } } as KubeObject],
+  ]);
+  const all = authentications();
+  t.deepEqual(Object.keys(all), ['shop/jwt']);
+  const jwt = all['shop/jwt'];
+  t.deepEqual(jwt?.targetServices, [`shop/${HOST('reviews')}`]);
+  t.deepEqual(jwt?.rules.map((r) => r.issuer), ['https://issuer.example', 'uri-only']);
+  t.deepEqual(jwt?.rules[0]?.jwks, { kind: 'inline', keys: [{ kty: 'oct', k: 'c2VjcmV0' }] });
+  t.deepEqual(jwt?.rules[0]?.fromHeaders, [{ name: 'x-jwt', prefix: 'Bearer ' }]);
+  t.true(jwt?.rules[0]?.forwardOriginalToken);
+  t.deepEqual(jwt?.rules[1]?.jwks, { kind: 'uri', uri: 'https://issuer.example/.well-known/jwks.json' });
+  const text = problems().join('\n');
+  t.regex(text, /shop\/jwt: spec\.jwtRules\[1\]\.outputPayloadToHeader: not supported/);
+  t.regex(text, /shop\/jwt: spec\.jwtRules\[2\]: one of jwks or jwksUri is needed/);
+  t.regex(text, /shop\/jwt: spec\.jwtRules\[3\]\.jwks: not JSON/);
 });

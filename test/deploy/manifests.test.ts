@@ -96,7 +96,7 @@ test('deploy/ holds the namespace, RBAC, the node DaemonSets, the control plane 
   t.true(['control-plane.yaml', 'daemonset.yaml', 'gateway-api-crds.yaml', 'namespace.yaml', 'rbac.yaml'].every((f) => files.includes(f)), files.join(', '));
   t.deepEqual(byKind('DaemonSet').map((m) => m.object.metadata.name).sort(), ['istio-cni-node', 'ztunnel']);
   t.deepEqual(byKind('CustomResourceDefinition').map((m) => (m.object as unknown as V1CustomResourceDefinition).spec.names.kind).sort(), [
-    'AuthorizationPolicy', 'DestinationRule', 'GRPCRoute', 'Gateway', 'GatewayClass', 'HTTPRoute', 'PeerAuthentication', 'ServiceEntry', 'VirtualService', 'WorkloadEntry',
+    'AuthorizationPolicy', 'DestinationRule', 'GRPCRoute', 'Gateway', 'GatewayClass', 'HTTPRoute', 'PeerAuthentication', 'RequestAuthentication', 'ServiceEntry', 'VirtualService', 'WorkloadEntry',
   ]);
   t.true(files.includes('istio-crds.yaml'));
 });
@@ -458,7 +458,7 @@ test('control plane RBAC: bound to its service account; every Gateway API and Is
   t.deepEqual([...new Set(read.map(([g, r]) => `${r}.${g}`))].sort(), [
     'authorizationpolicies.security.istio.io', 'authorizationpolicies/status.security.istio.io', 'destinationrules.networking.istio.io', 'gatewayclasses.gateway.networking.k8s.io',
     'gatewayclasses/status.gateway.networking.k8s.io', 'gateways.gateway.networking.k8s.io', 'gateways/status.gateway.networking.k8s.io',
-    'grpcroutes.gateway.networking.k8s.io', 'httproutes.gateway.networking.k8s.io', 'peerauthentications.security.istio.io',
+    'grpcroutes.gateway.networking.k8s.io', 'httproutes.gateway.networking.k8s.io', 'peerauthentications.security.istio.io', 'requestauthentications.security.istio.io',
     'serviceentries.networking.istio.io', 'serviceentries/status.networking.istio.io', 'virtualservices.networking.istio.io', 'workloadentries.networking.istio.io',
     'workloadentries/status.networking.istio.io',
   ]);
@@ -470,13 +470,14 @@ test('Istio CRDs: real names, groups, versions and storage versions, a status su
   const expected: Record<string, { group: string; short: string; versions: string[]; storage: string }> = {
     AuthorizationPolicy: { group: 'security.istio.io', short: 'ap', versions: ['v1', 'v1beta1'], storage: 'v1beta1' },
     PeerAuthentication: { group: 'security.istio.io', short: 'pa', versions: ['v1', 'v1beta1'], storage: 'v1beta1' },
+    RequestAuthentication: { group: 'security.istio.io', short: 'ra', versions: ['v1', 'v1beta1'], storage: 'v1beta1' },
     ServiceEntry: { group: 'networking.istio.io', short: 'se', versions: ['v1', 'v1alpha3', 'v1beta1'], storage: 'v1alpha3' },
     WorkloadEntry: { group: 'networking.istio.io', short: 'we', versions: ['v1', 'v1alpha3', 'v1beta1'], storage: 'v1alpha3' },
     VirtualService: { group: 'networking.istio.io', short: 'vs', versions: ['v1', 'v1alpha3', 'v1beta1'], storage: 'v1alpha3' },
     DestinationRule: { group: 'networking.istio.io', short: 'dr', versions: ['v1', 'v1alpha3', 'v1beta1'], storage: 'v1alpha3' },
   };
   const crds = byKind('CustomResourceDefinition').filter((m) => m.file === 'istio-crds.yaml').map((m) => m.object as unknown as V1CustomResourceDefinition);
-  t.is(crds.length, 6);
+  t.is(crds.length, 7);
   for (const crd of crds) {
     const want = expected[crd.spec.names.kind]!;
     t.is(crd.spec.group, want.group);

@@ -1,9 +1,10 @@
 import test from 'ava';
 import type { AuthorizationPolicy__Output } from '../../src/workload-api/generated/ambient/l7/AuthorizationPolicy.ts';
 import type { DestinationPolicy__Output } from '../../src/workload-api/generated/ambient/l7/DestinationPolicy.ts';
+import type { RequestAuthentication__Output } from '../../src/workload-api/generated/ambient/l7/RequestAuthentication.ts';
 import type { RouteConfiguration__Output } from '../../src/workload-api/generated/ambient/l7/RouteConfiguration.ts';
-import { destinationPolicyFromWire, l7AuthorizationFromWire, routeConfigurationFromWire } from '../../src/workload-api/l7-convert.ts';
-import { encodeDestinationPolicy, encodeL7Authorization, encodeRouteConfiguration } from '../../src/workload-api/l7-encode.ts';
+import { destinationPolicyFromWire, l7AuthorizationFromWire, requestAuthenticationFromWire, routeConfigurationFromWire } from '../../src/workload-api/l7-convert.ts';
+import { encodeDestinationPolicy, encodeL7Authorization, encodeRequestAuthentication, encodeRouteConfiguration } from '../../src/workload-api/l7-encode.ts';
 import { parseL7Config } from '../../src/workload-api/l7-local.ts';
 import { decodeMessage } from '../../src/workload-api/proto.ts';
 
@@ -52,6 +53,13 @@ destinationPolicies:
   - namespace: shop
     hostname: ratings.shop.svc.cluster.local
     trafficPolicy: { loadBalancer: { consistentHash: { httpCookieName: session } } }
+requestAuthentications:
+  - name: jwt
+    namespace: shop
+    targetServices: [shop/reviews.shop.svc.cluster.local]
+    rules:
+      - { issuer: https://issuer.example, audiences: [shop], jwks: '{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b"}]}', fromHeaders: [{ name: x-jwt, prefix: "Bearer " }], fromParams: [token], forwardOriginalToken: true }
+      - { issuer: other, jwksUri: "https://issuer.example/jwks" }
 authorizationPolicies:
   - name: guard
     namespace: shop
@@ -64,10 +72,16 @@ authorizationPolicies:
         when: [{ key: "request.auth.claims[groups]", values: [admin], notValues: [guest] }]
 `;
 
-test('L7 encode → decode → convert gives every route, destination policy and authorization policy back', (t) => {
+test('L7 encode → decode → convert gives every route, destination policy, authorization policy and request authentication back', (t) => {
   const parsed = parseL7Config(FILE);
   if (!parsed.ok) return t.fail(parsed.errors.join('\n'));
-  const { routes, destinations, policies } = parsed.value;
+  const { routes, destinations, policies, authentications: requestAuthentications } = parsed.value;
+  t.is(requestAuthentications.length, 1);
+  for (const ra of requestAuthentications) {
+    const back = requestAuthenticationFromWire(decodeMessage<RequestAuthentication__Output>('ambient.l7.RequestAuthentication', encodeRequestAuthentication(ra)));
+    if (!back.ok) return t.fail(back.errors.join('\n'));
+    t.deepEqual(back.value, ra);
+  }
   t.is(routes.length, 1);
   t.is(destinations.length, 2);
   t.is(policies.length, 1);

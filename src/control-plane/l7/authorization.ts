@@ -25,7 +25,7 @@ export interface L7PolicyTranslation {
 
 const UNSUPPORTED_SOURCE_FIELDS = ['remoteIpBlocks', 'notRemoteIpBlocks'] as const;
 
-function targetsOf(policy: KubeAuthorizationPolicy): readonly TargetRef[] {
+export function targetsOf(policy: { readonly spec?: { readonly targetRef?: TargetRef | null; readonly targetRefs?: readonly TargetRef[] | null } }): readonly TargetRef[] {
   return [...(policy.spec?.targetRefs ?? []), ...(policy.spec?.targetRef ? [policy.spec.targetRef] : [])];
 }
 
@@ -80,18 +80,70 @@ function translateRule(rule: PolicyRule, policy: KubeAuthorizationPolicy, view: 
   return { from, to, when };
 }
 
+/**
+ * The services a waypoint policy (AuthorizationPolicy or RequestAuthentication) attaches to through its targetRefs,
+ * as `namespace/hostname` keys: a Gateway → the Services bound to it; the `istio-waypoint` GatewayClass (policy in
+ * the root namespace) → `[]`, every service of every waypoint; a Service → that one. Undefined when it attaches to
+ * nothing (yet). Bad targets are reported.
+ */
+export function waypointTargets(
+  targets: readonly TargetRef[], namespace: string, services: readonly KubeService[], view: ClusterView, report: (message: string) => void,
+): string[] | undefined {
+  const mine: string[] = [];
+  let everyService = false;
+  const hostOf = (svc: KubeService) => `${svc.metadata?.namespace ?? ''}/${svc.metadata?.name ?? ''}.${svc.metadata?.namespace ?? ''}.svc.${view.settings.domainSuffix}`;
+  targets.forEach((target, i): void => {
+    const at = `spec.targetRefs[${i}]`;
+    const group = target.group ?? '';
+    if (target.kind === 'Gateway' && group === 'gateway.networking.k8s.io') {
+      const gw = view.gateway(target.namespace ?? namespace, target.name ?? '');
+      if (gw === undefined) {
+        report(`${at}: Gateway ${namespace}/${target.name ?? ''} does not exist`);
+        return;
+      }
+      for (const svc of services) {
+        const ref = waypointReference(view, svc);
+        if (ref !== undefined && ref !== 'none' && ref.namespace === namespace && ref.name === target.name) mine.push(hostOf(svc));
+      }
+      return;
+    }
+    if (target.kind === 'GatewayClass' && group === 'gateway.networking.k8s.io') {
+      if (target.name !== WAYPOINT_CLASS) {
+        report(`${at}: GatewayClass ${target.name ?? ''} is not ${WAYPOINT_CLASS}`);
+        return;
+      }
+      if (namespace !== view.settings.rootNamespace) {
+        report(`${at}: a GatewayClass target needs the policy in the root namespace ${view.settings.rootNamespace}`);
+        return;
+      }
+      everyService = true;
+      return;
+    }
+    if (target.kind === 'Service' && (group === '' || group === 'core')) {
+      const svc = view.service(namespace, target.name ?? '');
+      if (svc === undefined) {
+        report(`${at}: Service ${namespace}/${target.name ?? ''} does not exist`);
+        return;
+      }
+      mine.push(hostOf(svc));
+      return;
+    }
+    report(`${at}: ${group}/${target.kind ?? ''} is not a supported target (Gateway, GatewayClass, Service)`);
+  });
+  if (everyService) return [];
+  return mine.length === 0 ? undefined : [...new Set(mine)].sort();
+}
+
 export function translateL7Policies(policies: Iterable<KubeAuthorizationPolicy>, services: Iterable<KubeService>, view: ClusterView): L7PolicyTranslation {
   const out = new Map<string, L7AuthorizationPolicy>();
   const problems: Array<{ policy: string; message: string }> = [];
   const serviceList = [...services];
-  const hostOf = (svc: KubeService) => `${svc.metadata?.namespace ?? ''}/${svc.metadata?.name ?? ''}.${svc.metadata?.namespace ?? ''}.svc.${view.settings.domainSuffix}`;
   for (const policy of policies) {
     const targets = targetsOf(policy);
     if (targets.length === 0) continue; // selector or namespace policies are ztunnel's
     const namespace = policy.metadata?.namespace ?? '';
     const name = policy.metadata?.name ?? '';
     const key = `${namespace}/${name}`;
-    const mine: string[] = [];
     const report = (message: string) => problems.push({ policy: key, message });
     const action = policy.spec?.action ?? 'ALLOW';
     if (action !== 'ALLOW' && action !== 'DENY') {
@@ -99,46 +151,8 @@ export function translateL7Policies(policies: Iterable<KubeAuthorizationPolicy>,
       continue;
     }
     if (policy.spec?.selector) report('spec.selector: ignored, a policy with targetRefs applies by its targets');
-    let everyService = false;
-    targets.forEach((target, i): void => {
-      const at = `spec.targetRefs[${i}]`;
-      const group = target.group ?? '';
-      if (target.kind === 'Gateway' && group === 'gateway.networking.k8s.io') {
-        const gw = view.gateway(target.namespace ?? namespace, target.name ?? '');
-        if (gw === undefined) {
-          report(`${at}: Gateway ${namespace}/${target.name ?? ''} does not exist`);
-          return;
-        }
-        for (const svc of serviceList) {
-          const ref = waypointReference(view, svc);
-          if (ref !== undefined && ref !== 'none' && ref.namespace === namespace && ref.name === target.name) mine.push(hostOf(svc));
-        }
-        return;
-      }
-      if (target.kind === 'GatewayClass' && group === 'gateway.networking.k8s.io') {
-        if (target.name !== WAYPOINT_CLASS) {
-          report(`${at}: GatewayClass ${target.name ?? ''} is not ${WAYPOINT_CLASS}`);
-          return;
-        }
-        if (namespace !== view.settings.rootNamespace) {
-          report(`${at}: a GatewayClass target needs the policy in the root namespace ${view.settings.rootNamespace}`);
-          return;
-        }
-        everyService = true;
-        return;
-      }
-      if (target.kind === 'Service' && (group === '' || group === 'core')) {
-        const svc = view.service(namespace, target.name ?? '');
-        if (svc === undefined) {
-          report(`${at}: Service ${namespace}/${target.name ?? ''} does not exist`);
-          return;
-        }
-        mine.push(hostOf(svc));
-        return;
-      }
-      report(`${at}: ${group}/${target.kind ?? ''} is not a supported target (Gateway, GatewayClass, Service)`);
-    });
-    if (!everyService && mine.length === 0) continue; // attached to nothing (yet)
+    const attached = waypointTargets(targets, namespace, serviceList, view, report);
+    if (attached === undefined) continue; // attached to nothing (yet)
     const ruleProblems: string[] = [];
     const rules = (policy.spec?.rules ?? []).flatMap((rule, i) => {
       const r = translateRule(rule, policy, view, `spec.rules[${i}]`, ruleProblems);
@@ -148,7 +162,7 @@ export function translateL7Policies(policies: Iterable<KubeAuthorizationPolicy>,
     out.set(key, {
       name, namespace,
       action,
-      targetServices: everyService ? [] : [...new Set(mine)].sort(),
+      targetServices: attached,
       rules,
       dryRun: policy.metadata?.annotations?.[DRY_RUN_ANNOTATION] === 'true',
     });

@@ -1,6 +1,6 @@
 import { ErrorCode } from '../../core/error-codes.ts';
 import type { Logger } from '../../core/logger.ts';
-import { encodeDestinationPolicy, encodeL7Authorization, encodeRouteConfiguration } from '../../workload-api/l7-encode.ts';
+import { encodeDestinationPolicy, encodeL7Authorization, encodeRequestAuthentication, encodeRouteConfiguration } from '../../workload-api/l7-encode.ts';
 import { TypeUrl } from '../../workload-api/proto.ts';
 import type { ExtensionContext, ObjectChange, TranslatorExtension } from '../translator.ts';
 import type { KubeAuthorizationPolicy, KubeService } from '../kube-objects.ts';
@@ -8,6 +8,7 @@ import { translateL7Policies } from './authorization.ts';
 import { translateDestinationRules, type DestinationRuleObject } from './destination-rule.ts';
 import { grpcRouteAsHttpRoute, type GrpcRouteObject } from './grpc-route.ts';
 import { translateHttpRoutes, type HttpRouteObject } from './http-route.ts';
+import { translateRequestAuthentications, type RequestAuthenticationObject } from './request-authentication.ts';
 import { translateVirtualServices, type VirtualServiceObject } from './virtual-service.ts';
 
 /**
@@ -28,12 +29,13 @@ export interface L7Extension extends TranslatorExtension {
   problems(): readonly string[];
 }
 
-export const L7_KINDS = ['HTTPRoute', 'GRPCRoute', 'VirtualService', 'AuthorizationPolicy', 'DestinationRule', 'Service', 'Namespace', 'Gateway', 'Pod'] as const;
+export const L7_KINDS = ['HTTPRoute', 'GRPCRoute', 'VirtualService', 'AuthorizationPolicy', 'RequestAuthentication', 'DestinationRule', 'Service', 'Namespace', 'Gateway', 'Pod'] as const;
 
 /** Where the API server serves the kinds the extension adds to the control plane's own (kubernetes mode). */
 export const L7_COLLECTIONS: Readonly<Record<string, string>> = Object.freeze({
   DestinationRule: '/apis/networking.istio.io/v1/destinationrules',
   VirtualService: '/apis/networking.istio.io/v1/virtualservices',
+  RequestAuthentication: '/apis/security.istio.io/v1/requestauthentications',
 });
 
 export function l7Extension(options: { readonly logger: Logger }): L7Extension {
@@ -49,7 +51,8 @@ export function l7Extension(options: { readonly logger: Logger }): L7Extension {
   return {
     name: 'waypoint-l7',
     kinds: L7_KINDS,
-    typeUrls: [TypeUrl.routeConfiguration, TypeUrl.destinationPolicy, TypeUrl.l7Authorization],
+    // Every L7 type the waypoint subscribes to, so each gets an answer (possibly empty) and the waypoint gets ready.
+    typeUrls: [TypeUrl.routeConfiguration, TypeUrl.destinationPolicy, TypeUrl.l7Authorization, TypeUrl.requestAuthentication],
     apply(_changes: readonly ObjectChange[], context: ExtensionContext): void {
       const routes = translateHttpRoutes([
         ...(context.objects('HTTPRoute') as Iterable<HttpRouteObject>),
@@ -65,6 +68,10 @@ export function l7Extension(options: { readonly logger: Logger }): L7Extension {
         context.objects('AuthorizationPolicy') as Iterable<KubeAuthorizationPolicy>, context.objects('Service') as Iterable<KubeService>, context.view,
       );
       publish(context, TypeUrl.l7Authorization, new Map([...policies.policies].map(([name, p]) => [name, encodeL7Authorization(p)])));
+      const jwt = translateRequestAuthentications(
+        context.objects('RequestAuthentication') as Iterable<RequestAuthenticationObject>, context.objects('Service') as Iterable<KubeService>, context.view,
+      );
+      publish(context, TypeUrl.requestAuthentication, new Map([...jwt.policies].map(([name, p]) => [name, encodeRequestAuthentication(p)])));
       const destinations = translateDestinationRules(context.objects('DestinationRule') as Iterable<DestinationRuleObject>, context.view);
       publish(context, TypeUrl.destinationPolicy, new Map([...destinations.policies].map(([name, d]) => [name, encodeDestinationPolicy(d)])));
       const found = [
@@ -73,6 +80,7 @@ export function l7Extension(options: { readonly logger: Logger }): L7Extension {
         ...shadowed.map((name) => ({ kind: 'VirtualService', object: name, problem: `the host also has HTTPRoutes, which are used instead` })),
         ...policies.problems.map((p) => ({ kind: 'AuthorizationPolicy', object: p.policy, problem: p.message })),
         ...destinations.problems.map((p) => ({ kind: 'DestinationRule', object: p.rule, problem: p.message })),
+        ...jwt.problems.map((p) => ({ kind: 'RequestAuthentication', object: p.policy, problem: p.message })),
       ];
       const known = new Set(problems);
       for (const p of found) {

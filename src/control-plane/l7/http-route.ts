@@ -1,4 +1,5 @@
 import type { HeaderMutation, HttpRoute, L7StringMatch, Mirror, RouteConfiguration, RouteMatch, WeightedBackend } from '../../workload-api/l7-types.ts';
+import { DEFAULT_RETRY_POLICY } from '../../workload-api/l7-types.ts';
 import type { KubeObject, TargetRef } from '../kube-objects.ts';
 import type { ClusterView } from '../view.ts';
 import { waypointReference } from '../waypoint.ts';
@@ -15,7 +16,8 @@ import { waypointReference } from '../waypoint.ts';
  *   path first, then the longest path prefix, then regular expressions, then a method, more headers, more query
  *   parameters; ties go to the oldest HTTPRoute, then the first by `namespace/name`, then rule order.
  * - Filters: RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect (302 by default, as the API says),
- *   URLRewrite, RequestMirror (`percent` or `fraction`); `timeouts.request`. Backend filters: the two header
+ *   URLRewrite, RequestMirror (`percent` or `fraction`); `timeouts.request`. Every forwarding route gets Istio's
+ *   default retry policy (HTTPRoute v1 has no retry field). Backend filters: the two header
  *   modifiers.
  * - backendRefs name Services in the route's namespace (a cross-namespace reference needs a ReferenceGrant, which
  *   is not read: it is refused with a problem), weight 1 by default.
@@ -269,6 +271,8 @@ function translateRule(view: ClusterView, route: HttpRouteObject, rule: HttpRout
   if (problems.length > before) return undefined;
   return {
     backends, mirrors,
+    // HTTPRoute has no retry field in v1; Istio gives every route its default retry policy.
+    ...(redirect ? {} : { retries: DEFAULT_RETRY_POLICY }),
     ...(requestHeaders ? { requestHeaders } : {}), ...(responseHeaders ? { responseHeaders } : {}),
     ...(redirect ? { redirect } : {}), ...(rewrite ? { rewrite } : {}),
     ...(timeoutMs ? { timeoutMs } : {}),

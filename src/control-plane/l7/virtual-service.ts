@@ -1,7 +1,7 @@
 import type {
   FaultInjection, HeaderMatch, HeaderMutation, HttpRoute, L7StringMatch, Mirror, RetryOn, RetryPolicy, RouteConfiguration, RouteMatch, WeightedBackend,
 } from '../../workload-api/l7-types.ts';
-import { RETRY_ON } from '../../workload-api/l7-types.ts';
+import { DEFAULT_RETRY_POLICY, RETRY_ON } from '../../workload-api/l7-types.ts';
 import type { KubeObject } from '../kube-objects.ts';
 import type { ClusterView } from '../view.ts';
 import { waypointReference } from '../waypoint.ts';
@@ -18,7 +18,7 @@ import { istioDurationMs, resolveHost } from './destination-rule.ts';
  *   dropped as Istio's waypoint drops them; `ignoreUriCase`, `port` and a non-exact method are reported and the
  *   match is skipped.
  * - Routes: weighted destinations with subsets and ports, per-destination header operations; redirect, rewrite,
- *   timeout, retries (`retryOn` as a comma list), fault delay/abort, mirror/mirrors with percentages, header
+ *   timeout, retries (`retryOn` as a comma list; none given means Istio's default policy), fault delay/abort, mirror/mirrors with percentages, header
  *   operations.
  * - Routes are kept in order; nothing after the first catch-all route of a VirtualService is reachable, so it is
  *   reported and dropped. Several VirtualServices for one host: the oldest first. A host that also has an
@@ -187,7 +187,8 @@ function translateRoute(view: ClusterView, vs: VirtualServiceObject, route: Virt
     timeoutMs = istioDurationMs(route.timeout);
     if (timeoutMs === undefined) problems.push(`${where}.timeout: ${JSON.stringify(route.timeout)} is not a duration`);
   }
-  let retries: RetryPolicy | undefined;
+  // No `retries`: Istio's default policy; `attempts: 0` turns retries off.
+  let retries: RetryPolicy | undefined = route.redirect ? undefined : DEFAULT_RETRY_POLICY;
   if (route.retries) {
     const on = (route.retries.retryOn ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
     const retryOn: RetryOn[] = [];
