@@ -215,7 +215,17 @@ authorizationPolicies:
     rules: [{ from: [{ principals: [cluster.local/ns/prod/sa/web] }], to: [{ paths: [/public/*, /healthz] }] }]
 `;
 
-export async function startFixture(t: ExecutionContext, options: { l7?: string; env?: Record<string, string> } = {}): Promise<WaypointFixture> {
+export interface FixtureOptions {
+  readonly l7?: string;
+  readonly env?: Record<string, string>;
+  /**
+   * Where the waypoint's mesh and L7 configuration come from instead of LOCAL_XDS and the L7 file: called with the
+   * apps' ports once they listen, it returns the waypoint's xDS variables (XDS_ADDRESS, XDS_ROOT_CA, AUTH_TOKEN, ...).
+   */
+  readonly workloadApi?: (appPorts: readonly number[], pki: TestPki) => Promise<Record<string, string>>;
+}
+
+export async function startFixture(t: ExecutionContext, options: FixtureOptions = {}): Promise<WaypointFixture> {
   const pki = testPki();
   const log = captureLog();
   const requests: AppRecord[] = [];
@@ -247,7 +257,10 @@ export async function startFixture(t: ExecutionContext, options: { l7?: string; 
   await writeFile(l7Path, options.l7 ?? L7_YAML);
   const config = parse(
     { 'bind-address': '127.0.0.1', 'hbone-port': '0', 'stats-port': '0', 'readiness-port': '0', 'upstream-hbone-port': String(hbonePort) },
-    { XDS_ADDRESS: '', LOCAL_XDS: meshYaml(appPorts), L7_CONFIG_PATH: l7Path, POD_NAMESPACE: 'prod', SERVICE_ACCOUNT: 'waypoint', ...options.env },
+    {
+      ...(options.workloadApi ? await options.workloadApi(appPorts, pki) : { XDS_ADDRESS: '', LOCAL_XDS: meshYaml(appPorts), L7_CONFIG_PATH: l7Path }),
+      POD_NAMESPACE: 'prod', SERVICE_ACCOUNT: 'waypoint', ...options.env,
+    },
   );
   if (!config.ok) throw new Error(config.errors.join('\n'));
   const waypoint = await startWaypoint(config.value, { logger: log.logger, ca: new LocalCaClient(pki.ca) });
