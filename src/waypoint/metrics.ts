@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Labels, MetricsRegistry } from '../core/metrics.ts';
-import { formatSpiffeId, type SpiffeId } from '../identity/spiffe.ts';
+import type { SpiffeId } from '../identity/spiffe.ts';
+import { PEER_LABELS, peerLabels, UNKNOWN } from '../workload-api/peer-labels.ts';
 import type { Service, Workload } from '../workload-api/types.ts';
 
 /**
@@ -11,25 +12,7 @@ import type { Service, Workload } from '../workload-api/types.ts';
 
 export const HTTP_LABELS = [
   'reporter',
-  'source_workload',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_cluster',
-  'destination_service',
-  'destination_service_namespace',
-  'destination_service_name',
-  'destination_workload',
-  'destination_canonical_service',
-  'destination_canonical_revision',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_cluster',
+  ...PEER_LABELS,
   'request_protocol',
   'response_code',
   'grpc_response_status',
@@ -42,7 +25,6 @@ export type HttpLabels = Labels<(typeof HTTP_LABELS)[number]>;
 /** Envoy's default histogram buckets (ms for durations, bytes for sizes). */
 export const ENVOY_BUCKETS: readonly number[] = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
 
-const UNKNOWN = 'unknown';
 
 export interface HttpRequestRecord {
   readonly labels: HttpLabels;
@@ -90,29 +72,18 @@ export interface LabelInput {
 export function httpLabels(input: LabelInput): HttpLabels {
   const s = input.source.workload;
   const d = input.destination.workload;
-  const svc = input.destination.service;
-  const principal = (id: SpiffeId | undefined) => (id ? formatSpiffeId(id) : UNKNOWN);
-  const dPrincipal = d ? `spiffe://${d.trustDomain || input.trustDomain}/ns/${d.namespace}/sa/${d.serviceAccount}` : UNKNOWN;
+  const peer = peerLabels({
+    source: s,
+    sourcePrincipal: input.source.identity,
+    destination: d,
+    destinationService: input.destination.service,
+    ...(d ? { destinationPrincipal: { trustDomain: d.trustDomain || input.trustDomain, namespace: d.namespace, serviceAccount: d.serviceAccount } } : {}),
+  });
   return {
     reporter: 'waypoint',
-    source_workload: s?.workloadName || UNKNOWN,
-    source_canonical_service: s?.canonicalName || UNKNOWN,
-    source_canonical_revision: s?.canonicalRevision || UNKNOWN,
+    ...peer,
+    // The caller's namespace is known from its certificate even when its workload is not.
     source_workload_namespace: s?.namespace || input.source.identity?.namespace || UNKNOWN,
-    source_principal: principal(input.source.identity),
-    source_app: s?.canonicalName || UNKNOWN,
-    source_version: s?.canonicalRevision || UNKNOWN,
-    source_cluster: s?.clusterId || UNKNOWN,
-    destination_service: svc?.hostname || UNKNOWN,
-    destination_service_namespace: svc?.namespace || UNKNOWN,
-    destination_service_name: svc?.name || UNKNOWN,
-    destination_workload: d?.workloadName || UNKNOWN,
-    destination_canonical_service: d?.canonicalName || UNKNOWN,
-    destination_canonical_revision: d?.canonicalRevision || UNKNOWN,
-    destination_workload_namespace: d?.namespace || UNKNOWN,
-    destination_principal: dPrincipal,
-    destination_app: d?.canonicalName || UNKNOWN,
-    destination_version: d?.canonicalRevision || UNKNOWN,
     destination_cluster: d?.clusterId || input.clusterId || UNKNOWN,
     request_protocol: input.protocol,
     response_code: String(input.responseCode),

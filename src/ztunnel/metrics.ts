@@ -1,6 +1,7 @@
 import { ErrorCode } from '../core/error-codes.ts';
 import type { CounterFamily, Labels, MetricsRegistry } from '../core/metrics.ts';
-import { formatSpiffeId, type SpiffeId } from '../identity/spiffe.ts';
+import type { SpiffeId } from '../identity/spiffe.ts';
+import { orUnknown, PEER_LABELS, peerLabels, UNKNOWN } from '../workload-api/peer-labels.ts';
 import type { Service, Workload } from '../workload-api/types.ts';
 
 /**
@@ -14,25 +15,7 @@ import type { Service, Workload } from '../workload-api/types.ts';
  */
 export const TRAFFIC_LABELS = [
   'reporter',
-  'source_workload',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_cluster',
-  'destination_service',
-  'destination_service_namespace',
-  'destination_service_name',
-  'destination_workload',
-  'destination_canonical_service',
-  'destination_canonical_revision',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_cluster',
+  ...PEER_LABELS,
   'request_protocol',
   'response_flags',
   'connection_security_policy',
@@ -45,7 +28,7 @@ export const TRAFFIC_LABELS = [
 export type TrafficLabelName = (typeof TRAFFIC_LABELS)[number];
 export type TrafficLabels = Labels<TrafficLabelName>;
 
-export const UNKNOWN = 'unknown';
+export { UNKNOWN };
 
 /** `-` is success; any other flag is a failure (and also counts in `connections_failed`). */
 export type ResponseFlag = '-' | 'DENY' | 'CONNECT' | 'TLS_FAILURE' | 'H2_HANDSHAKE_FAILURE' | 'NETWORK_POLICY' | 'IDENTITY_ERROR' | 'CERT_REVOKED';
@@ -89,35 +72,14 @@ export interface ConnectionLabelInput {
   readonly responseFlags?: ResponseFlag | undefined;
 }
 
-const orUnknown = (value: string | undefined): string => (value === undefined || value === '' ? UNKNOWN : value);
-const principal = (id: SpiffeId | undefined): string => (id ? formatSpiffeId(id) : UNKNOWN);
 
 /** The traffic labels of one connection: every label a string, `unknown` for anything missing. */
 export function connectionLabels(input: ConnectionLabelInput): TrafficLabels {
   const src = input.source;
   const dst = input.destination;
-  const svc = input.destinationService;
   return {
     reporter: input.reporter,
-    source_workload: orUnknown(src?.workloadName),
-    source_canonical_service: orUnknown(src?.canonicalName),
-    source_canonical_revision: orUnknown(src?.canonicalRevision),
-    source_workload_namespace: orUnknown(src?.namespace),
-    source_principal: principal(input.sourcePrincipal),
-    source_app: orUnknown(src?.canonicalName),
-    source_version: orUnknown(src?.canonicalRevision),
-    source_cluster: orUnknown(src?.clusterId),
-    destination_service: orUnknown(svc?.hostname),
-    destination_service_namespace: orUnknown(svc?.namespace),
-    destination_service_name: orUnknown(svc?.name),
-    destination_workload: orUnknown(dst?.workloadName),
-    destination_canonical_service: orUnknown(dst?.canonicalName),
-    destination_canonical_revision: orUnknown(dst?.canonicalRevision),
-    destination_workload_namespace: orUnknown(dst?.namespace),
-    destination_principal: principal(input.destinationPrincipal),
-    destination_app: orUnknown(dst?.canonicalName),
-    destination_version: orUnknown(dst?.canonicalRevision),
-    destination_cluster: orUnknown(dst?.clusterId),
+    ...peerLabels(input),
     request_protocol: 'tcp',
     response_flags: input.responseFlags ?? '-',
     connection_security_policy: input.securityPolicy,
