@@ -65,7 +65,7 @@ function hostPathOf(pod: V1PodSpec, container: V1Container, path: string): strin
   return undefined;
 }
 
-function only<T>(items: readonly T[] | undefined, what: string): T {
+function single<T>(items: readonly T[] | undefined, what: string): T {
   if (items?.length !== 1) throw new Error(`expected exactly one ${what}, got ${items?.length ?? 0}`);
   return items[0] as T;
 }
@@ -74,8 +74,8 @@ const ztunnelDs = named<V1DaemonSet>('DaemonSet', 'ztunnel');
 const agentDs = named<V1DaemonSet>('DaemonSet', 'istio-cni-node');
 const ztunnelPod = ztunnelDs.spec!.template.spec!;
 const agentPod = agentDs.spec!.template.spec!;
-const ztunnelContainer = only(ztunnelPod.containers, 'ztunnel container');
-const agentContainer = only(agentPod.containers, 'agent container');
+const ztunnelContainer = single(ztunnelPod.containers, 'ztunnel container');
+const agentContainer = single(agentPod.containers, 'agent container');
 
 function ztunnelConfig() {
   const [component, ...args] = ztunnelContainer.args ?? [];
@@ -411,7 +411,7 @@ test('control plane: the Service ztunnel dials is this Deployment\'s, its ports 
   const deployment = named<V1Deployment>('Deployment', 'istiod');
   const service = named<V1Service>('Service', 'istiod');
   const pod = deployment.spec!.template;
-  const container = only(pod.spec!.containers, 'control-plane container');
+  const container = single(pod.spec!.containers, 'control-plane container');
   t.is(container.args?.[0], 'control-plane');
   for (const [k, v] of Object.entries(service.spec!.selector ?? {})) t.is(pod.metadata!.labels?.[k], v, `the Service selects the pods: ${k}`);
   for (const [k, v] of Object.entries(deployment.spec!.selector.matchLabels ?? {})) t.is(pod.metadata!.labels?.[k], v);
@@ -527,7 +527,7 @@ test('Istio CRDs: real names, groups, versions and storage versions, a status su
 
 test('control plane container: every variable is one the control plane reads, the environment parses, ports and probe are its config\'s', (t) => {
   const deployment = named<V1Deployment>('Deployment', 'istiod');
-  const container = only(deployment.spec!.template.spec!.containers, 'control-plane container');
+  const container = single(deployment.spec!.template.spec!.containers, 'control-plane container');
   const reads = new Set<string>(Object.values(ControlPlaneEnv));
   for (const e of container.env ?? []) t.true(reads.has(e.name), `${e.name} is read by the control plane`);
   const [component, ...args] = container.args ?? [];

@@ -119,7 +119,7 @@ async function ztunnelWithTraffic(t: ExecutionContext): Promise<{ zt: Ztunnel; m
   return { zt, metrics };
 }
 
-const only = (samples: readonly PromSample[]): PromSample => {
+const single = (samples: readonly PromSample[]): PromSample => {
   if (samples.length !== 1) throw new Error(`expected one series, got ${JSON.stringify(samples)}`);
   return samples[0]!;
 };
@@ -144,9 +144,9 @@ test('Prometheus scrapes a real ztunnel (and the CNI agent\'s metrics server) as
   ]);
 
   const up = await prometheus.waitFor('up{job="ztunnel"}', (s) => s.length === 1 && s[0]!.value[1] === '1');
-  t.is(only(up).metric['instance'], address);
+  t.is(single(up).metric['instance'], address);
 
-  const opened = only(await prometheus.waitFor('istio_tcp_connections_opened_total{job="ztunnel"}', (s) => s.length > 0));
+  const opened = single(await prometheus.waitFor('istio_tcp_connections_opened_total{job="ztunnel"}', (s) => s.length > 0));
   t.is(opened.value[1], String(TUNNELS));
   t.deepEqual(opened.metric, {
     __name__: 'istio_tcp_connections_opened_total',
@@ -182,10 +182,10 @@ test('Prometheus scrapes a real ztunnel (and the CNI agent\'s metrics server) as
   });
 
   // The same through PromQL aggregation, as a dashboard asks it.
-  const bytes = only(await prometheus.query('sum by (destination_workload) (istio_tcp_received_bytes_total{reporter="destination"})'));
+  const bytes = single(await prometheus.query('sum by (destination_workload) (istio_tcp_received_bytes_total{reporter="destination"})'));
   t.deepEqual(bytes.metric, { destination_workload: 'server' });
   t.is(bytes.value[1], String(TUNNELS * PAYLOAD.length));
-  const closed = only(await prometheus.query('sum(istio_tcp_connections_closed_total{connection_security_policy="mutual_tls"})'));
+  const closed = single(await prometheus.query('sum(istio_tcp_connections_closed_total{connection_security_policy="mutual_tls"})'));
   t.is(closed.value[1], String(TUNNELS));
   // Prometheus asks for OpenMetrics first, and knows the family as a counter with its help (a base-name TYPE line in
   // the classic text format would have left the _total series untyped).
@@ -195,11 +195,11 @@ test('Prometheus scrapes a real ztunnel (and the CNI agent\'s metrics server) as
   t.not(metadata[0]?.help, '');
   // The agent's series, typed as the agent declares them.
   await prometheus.waitFor('up{job="istio-cni"}', (r) => r.length === 1 && r[0]!.value[1] === '1');
-  t.is(only(await prometheus.query('istio_cni_plugin_requests_total{job="istio-cni"}')).metric['response_code'], '200');
-  t.is(only(await prometheus.query('ztunnel_connected{job="istio-cni"}')).value[1], '1');
+  t.is(single(await prometheus.query('istio_cni_plugin_requests_total{job="istio-cni"}')).metric['response_code'], '200');
+  t.is(single(await prometheus.query('ztunnel_connected{job="istio-cni"}')).value[1], '1');
   const agentMetadata = (await prometheus.api(`/api/v1/targets/metadata?match_target=${encodeURIComponent('{job="istio-cni"}')}`)) as Array<{ metric: string; type: string }>;
   t.deepEqual(Object.fromEntries(agentMetadata.map((m) => [m.metric, m.type])), { istio_cni_plugin_requests: 'counter', ztunnel_connected: 'gauge' });
-  const build = only(await prometheus.query('istio_build{component="ztunnel"}'));
+  const build = single(await prometheus.query('istio_build{component="ztunnel"}'));
   t.is(build.metric['tag'], '0.1.0');
 
   // The Grafana dashboard's queries, as Grafana sends them: every one is valid PromQL for this Prometheus, and the
@@ -274,7 +274,7 @@ test('Istio\'s annotation-driven kubernetes-pods job keeps the ztunnel pod by th
   await writeFile(sdFile, JSON.stringify([...ztunnelPod, ...others]));
 
   const prometheus = await startPrometheus(t, kubernetesPodsConfig(sdFile));
-  const up = only(await prometheus.waitFor('up{job="kubernetes-pods"}', (s) => s.length > 0 && s.every((x) => x.value[1] === '1')));
+  const up = single(await prometheus.waitFor('up{job="kubernetes-pods"}', (s) => s.length > 0 && s.every((x) => x.value[1] === '1')));
   t.deepEqual(up.metric, {
     __name__: 'up',
     job: 'kubernetes-pods',
@@ -287,7 +287,7 @@ test('Istio\'s annotation-driven kubernetes-pods job keeps the ztunnel pod by th
     sidecar_istio_io_inject: 'false',
     istio_io_dataplane_mode: 'none',
   });
-  const opened = only(await prometheus.waitFor('sum by (pod, namespace) (istio_tcp_connections_opened_total{reporter="destination"})', (s) => s.length > 0));
+  const opened = single(await prometheus.waitFor('sum by (pod, namespace) (istio_tcp_connections_opened_total{reporter="destination"})', (s) => s.length > 0));
   t.deepEqual(opened.metric, { pod: 'ztunnel-x7k2p', namespace: 'istio-system' });
   t.is(opened.value[1], String(TUNNELS));
   await prometheus.close();
@@ -312,7 +312,7 @@ test('Prometheus scrapes a real waypoint where its Deployment is annotated, and 
   const prometheus = await startPrometheus(t, [{ job: 'waypoint', address, metricsPath: annotations['prometheus.io/path']! }]);
   await prometheus.waitFor('up{job="waypoint"}', (r) => r.length === 1 && r[0]!.value[1] === '1');
 
-  const ok = only(await prometheus.waitFor('istio_requests_total{job="waypoint",reporter="waypoint",response_code="200"}', (r) => r.length > 0));
+  const ok = single(await prometheus.waitFor('istio_requests_total{job="waypoint",reporter="waypoint",response_code="200"}', (r) => r.length > 0));
   t.is(ok.value[1], '4');
   t.like(ok.metric, {
     instance: address,
@@ -327,10 +327,10 @@ test('Prometheus scrapes a real waypoint where its Deployment is annotated, and 
     response_flags: '-',
     connection_security_policy: 'mutual_tls',
   });
-  const denied = only(await prometheus.query('istio_requests_total{reporter="waypoint",response_code="403"}'));
+  const denied = single(await prometheus.query('istio_requests_total{reporter="waypoint",response_code="403"}'));
   t.is(denied.value[1], '1');
   t.is(denied.metric['response_flags'], 'RBAC');
-  t.is(only(await prometheus.query('sum(istio_request_duration_milliseconds_count{reporter="waypoint"})')).value[1], '5');
+  t.is(single(await prometheus.query('sum(istio_request_duration_milliseconds_count{reporter="waypoint"})')).value[1], '5');
   const metadata = (await prometheus.api(`/api/v1/targets/metadata?match_target=${encodeURIComponent('{job="waypoint"}')}`)) as Array<{ metric: string; type: string }>;
   const types = Object.fromEntries(metadata.map((m) => [m.metric, m.type]));
   t.is(types['istio_requests'], 'counter');
