@@ -1,18 +1,12 @@
-import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import { ErrorCode } from '../core/error-codes.ts';
-import { MeshError, errorCode, errorMessage } from '../core/errors.ts';
+import { errorCode, errorMessage } from '../core/errors.ts';
 import { closeInOrder, onceClose, Readiness, type Handle } from '../core/lifecycle.ts';
 import type { Logger } from '../core/logger.ts';
 import { createMetricsRegistry, type MetricsRegistry } from '../core/metrics.ts';
 import { createHboneClient, type HboneClient } from '../hbone/client.ts';
-import { CaFiles, CertificateAuthority } from '../identity/ca.ts';
 import { CertManager, type CaClient } from '../identity/cert-manager.ts';
-import { LocalCaClient } from '../identity/local-ca-client.ts';
 import { formatSpiffeId, parseSpiffeId, type SpiffeId } from '../identity/spiffe.ts';
-import { GrpcCaClient } from '../workload-api/ca-client.ts';
-import type { RootCa } from '../workload-api/env.ts';
+import { caClientFor, rootPem } from '../workload-api/ca-source.ts';
 import { startLocalSource } from '../workload-api/local-source.ts';
 import { addressHandler, authorizationHandler } from '../workload-api/store-handlers.ts';
 import { WorkloadStore, type StateReader } from '../workload-api/store.ts';
@@ -25,9 +19,9 @@ import { identityCertificateDump, toJson } from './config-dump.ts';
 import { ConnectionManager } from './connection-manager.ts';
 import { IdentityManager } from './identity-manager.ts';
 import { createL4Metrics } from './metrics.ts';
-import { startReadinessServer } from './readiness-server.ts';
+import { startReadinessServer } from '../core/readiness-server.ts';
 import { hostSocketFactory, type SocketFactory } from './socket-factory.ts';
-import { startStatsServer } from './stats-server.ts';
+import { startStatsServer } from '../core/stats-server.ts';
 import { startWorkloadProxy, type ProxyPorts } from './workload-proxy.ts';
 import { inPodSocketFactory } from './inpod-socket-factory.ts';
 import { ProxyManager, type PodProxy, type StartPodProxy } from './proxy-manager.ts';
@@ -80,7 +74,7 @@ export async function startZtunnel(config: ZtunnelConfig, options: ZtunnelOption
 
   try {
     // Certificates.
-    const ca = options.ca ?? (await caClient(config, log));
+    const ca = options.ca ?? (await caClientFor(config, log));
     const certManager = new CertManager({ ca, ttlSeconds: config.workloadApi.secretTtlSeconds, impersonate: config.proxyMode === 'shared', logger: root });
     owned.push(certManager);
     const identities = new IdentityManager({ certificates: certManager, nodeName: config.nodeName, logger: root });
@@ -243,40 +237,6 @@ function localWorkloadLookup(store: WorkloadStore, config: ZtunnelConfig): () =>
   };
 }
 
-async function caClient(config: ZtunnelConfig, log: Logger): Promise<CaClient> {
-  if (config.fakeCa) {
-    const ca = await fakeAuthority(config);
-    if (config.fakeCaRootPath) {
-      await mkdir(dirname(config.fakeCaRootPath), { recursive: true });
-      await writeFile(config.fakeCaRootPath, ca.rootsPem.join(''));
-    }
-    log.warn({ rootPath: config.fakeCaRootPath }, 'FAKE_CA: certificates come from an in-process CA; for local runs and tests only');
-    return new LocalCaClient(ca);
-  }
-  const api = config.workloadApi;
-  return new GrpcCaClient({
-    address: api.caAddress,
-    ...rootPem(api.caRootCa, 'CA_ROOT_CA'),
-    auth: { token: api.token, clusterId: api.clusterId, headers: api.caHeaders },
-    ...(api.altCaHostname ? { alternateHostname: api.altCaHostname } : {}),
-  });
-}
-
-/** FAKE_CA's authority: loaded from FAKE_CA_DIR when it holds one, else generated (and saved there). */
-async function fakeAuthority(config: ZtunnelConfig): Promise<CertificateAuthority> {
-  const dir = config.fakeCaDir;
-  if (dir && existsSync(join(dir, CaFiles.cert))) return CertificateAuthority.load(dir);
-  const ca = CertificateAuthority.generate(config.trustDomain);
-  if (dir) await ca.save(dir);
-  return ca;
-}
-
-/** The roots to verify istiod with: a PEM, or the system roots; a missing file is a config error. */
-function rootPem(root: RootCa, variable: string): { rootCaPem?: string } {
-  if (root.kind === 'system') return {};
-  if (root.kind === 'pem') return { rootCaPem: root.pem };
-  throw new MeshError(ErrorCode.CONFIG_INVALID, `${variable}: root certificate file ${root.path} does not exist`);
-}
 
 function certificateIdentities(identities: IdentityManager, dedicated: SpiffeId | undefined): string[] {
   const all = new Set(identities.localIdentities());
