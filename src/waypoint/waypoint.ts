@@ -1,19 +1,14 @@
-import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { ErrorCode } from '../core/error-codes.ts';
-import { MeshError, errorCode, errorMessage } from '../core/errors.ts';
+import { errorCode, errorMessage } from '../core/errors.ts';
 import { closeInOrder, onceClose, Readiness, type Handle } from '../core/lifecycle.ts';
 import type { Logger } from '../core/logger.ts';
+import { startReadinessServer } from '../core/readiness-server.ts';
+import { startStatsServer } from '../core/stats-server.ts';
 import { createMetricsRegistry, type MetricsRegistry } from '../core/metrics.ts';
 import { createHboneClient } from '../hbone/client.ts';
 import { startHboneServer } from '../hbone/server.ts';
-import { CaFiles, CertificateAuthority } from '../identity/ca.ts';
 import { CertManager, type CaClient } from '../identity/cert-manager.ts';
-import { LocalCaClient } from '../identity/local-ca-client.ts';
 import { formatSpiffeId, spiffeIdEquals, type SpiffeId } from '../identity/spiffe.ts';
-import { GrpcCaClient } from '../workload-api/ca-client.ts';
-import type { RootCa } from '../workload-api/env.ts';
+import { caClientFor, rootPem } from '../workload-api/ca-source.ts';
 import { l7Handlers } from '../workload-api/l7-handlers.ts';
 import { startL7LocalSource } from '../workload-api/l7-local.ts';
 import { L7Store, type L7Reader } from '../workload-api/l7-store.ts';
@@ -22,7 +17,6 @@ import { addressHandler, authorizationHandler } from '../workload-api/store-hand
 import { WorkloadStore, type StateReader } from '../workload-api/store.ts';
 import { startXdsClient, xdsNode } from '../workload-api/xds-client.ts';
 import { createXdsMetrics } from '../workload-api/xds-metrics.ts';
-import { startReadinessServer, startStatsServer } from './admin-servers.ts';
 import type { WaypointConfig } from './config.ts';
 import { Destinations } from './destinations.ts';
 import { createWaypointMetrics } from './metrics.ts';
@@ -74,7 +68,7 @@ export async function startWaypoint(config: WaypointConfig, options: WaypointOpt
   const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
 
   try {
-    const ca = options.ca ?? (await caClient(config, log));
+    const ca = options.ca ?? (await caClientFor(config, log));
     const certManager = new CertManager({ ca, ttlSeconds: config.workloadApi.secretTtlSeconds, logger: root });
     owned.push(certManager);
 
@@ -132,8 +126,8 @@ export async function startWaypoint(config: WaypointConfig, options: WaypointOpt
     certManager.on('certificate', (next) => {
       if (spiffeIdEquals(next.identity, identity)) server.setCertificate(next);
     });
-    const stats = await startStatsServer({ host: config.bindAddress, port: config.statsPort, registry, logger: root });
-    const ready = await startReadinessServer({ host: config.bindAddress, port: config.readinessPort, readiness, logger: root });
+    const stats = await startStatsServer({ ...(config.bindAddress === undefined ? {} : { host: config.bindAddress }), port: config.statsPort, registry, logger: root });
+    const ready = await startReadinessServer({ ...(config.bindAddress === undefined ? {} : { host: config.bindAddress }), port: config.readinessPort, readiness, logger: root });
     owned.push(stats, ready);
     listenersReady();
 
@@ -165,33 +159,4 @@ export async function startWaypoint(config: WaypointConfig, options: WaypointOpt
   }
 }
 
-async function caClient(config: WaypointConfig, log: Logger): Promise<CaClient> {
-  if (config.fakeCa) {
-    const dir = config.fakeCaDir;
-    let ca: CertificateAuthority;
-    if (dir && existsSync(join(dir, CaFiles.cert))) ca = await CertificateAuthority.load(dir);
-    else {
-      ca = CertificateAuthority.generate(config.trustDomain);
-      if (dir) await ca.save(dir);
-    }
-    if (config.fakeCaRootPath) {
-      await mkdir(dirname(config.fakeCaRootPath), { recursive: true });
-      await writeFile(config.fakeCaRootPath, ca.rootsPem.join(''));
-    }
-    log.warn('FAKE_CA: certificates come from an in-process CA; for local runs and tests only');
-    return new LocalCaClient(ca);
-  }
-  const api = config.workloadApi;
-  return new GrpcCaClient({
-    address: api.caAddress,
-    ...rootPem(api.caRootCa, 'CA_ROOT_CA'),
-    auth: { token: api.token, clusterId: api.clusterId, headers: api.caHeaders },
-    ...(api.altCaHostname ? { alternateHostname: api.altCaHostname } : {}),
-  });
-}
 
-function rootPem(root: RootCa, variable: string): { rootCaPem?: string } {
-  if (root.kind === 'system') return {};
-  if (root.kind === 'pem') return { rootCaPem: root.pem };
-  throw new MeshError(ErrorCode.CONFIG_INVALID, `${variable}: root certificate file ${root.path} does not exist`);
-}

@@ -14,8 +14,8 @@ import { DEFAULT_CNI_AGENT_RUN_DIR, pluginEntry } from '../../src/cni/installer.
 import { Env } from '../../src/workload-api/env.ts';
 import { parseZtunnelConfig, ZtunnelEnv } from '../../src/ztunnel/config.ts';
 import { createCniAgentMetrics, startAgentMonitoring } from '../../src/cni/agent-monitoring.ts';
-import { READINESS_PATH } from '../../src/ztunnel/readiness-server.ts';
-import { STATS_PATHS } from '../../src/ztunnel/stats-server.ts';
+import { READINESS_PATH } from '../../src/core/readiness-server.ts';
+import { STATS_PATHS } from '../../src/core/stats-server.ts';
 import { captureLog } from '../helpers/log.ts';
 import { parseYaml } from '../../src/core/yaml.ts';
 import { DEPLOY_DIR, describe, KUSTOMIZATION, loadManifests, REPO, structuralErrors, validateManifest, type KubeObject, type Manifest, type StructuralSchema } from '../helpers/manifests.ts';

@@ -7,8 +7,8 @@ import { Readiness, type ServerHandle } from '../../src/core/lifecycle.ts';
 import { createLogger } from '../../src/core/logger.ts';
 import { createMetricsRegistry, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE } from '../../src/core/metrics.ts';
 import { startAdminServer, type AdminServerOptions } from '../../src/ztunnel/admin.ts';
-import { startReadinessServer } from '../../src/ztunnel/readiness-server.ts';
-import { startStatsServer } from '../../src/ztunnel/stats-server.ts';
+import { startReadinessServer } from '../../src/core/readiness-server.ts';
+import { startStatsServer } from '../../src/core/stats-server.ts';
 import { captureLog } from '../helpers/log.ts';
 
 const servers: ServerHandle[] = [];

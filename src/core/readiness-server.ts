@@ -1,9 +1,9 @@
-import type { Readiness, ServerHandle } from '../core/lifecycle.ts';
-import { silentLogger, type Logger } from '../core/logger.ts';
-import { sendText, startHttpListener } from '../core/http-listener.ts';
+import type { Readiness, ServerHandle } from './lifecycle.ts';
+import { silentLogger, type Logger } from './logger.ts';
+import { sendText, startHttpListener } from './http-listener.ts';
 
 /**
- * ztunnel's readiness listener (reference ztunnel.md §7, port 15021): `GET /healthz/ready` answers
+ * The proxies' readiness listener (ztunnel and the waypoint; reference ztunnel.md §7, port 15021): `GET /healthz/ready` answers
  * 200 `ready` once no readiness task is pending, else 500 `not ready, pending: <tasks>`.
  */
 

@@ -1,10 +1,10 @@
-import type { ServerHandle } from '../core/lifecycle.ts';
-import { silentLogger, type Logger } from '../core/logger.ts';
-import { exposition, type MetricsRegistry } from '../core/metrics.ts';
-import { sendText, startHttpListener } from '../core/http-listener.ts';
+import type { ServerHandle } from './lifecycle.ts';
+import { silentLogger, type Logger } from './logger.ts';
+import { exposition, type MetricsRegistry } from './metrics.ts';
+import { sendText, startHttpListener } from './http-listener.ts';
 
 /**
- * ztunnel's stats listener (reference ztunnel.md §7, port 15020): the Prometheus text at `/metrics`
+ * The proxies' stats listener (ztunnel and the waypoint; reference ztunnel.md §7, port 15020): the Prometheus text at `/metrics`
  * and `/stats/prometheus`, on its own listener so a scrape never shares the data path or admin.
  */
 
