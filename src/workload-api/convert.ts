@@ -21,7 +21,8 @@ import type {
  * that is wrong with a resource. Defaults follow ztunnel (trust domain `cluster.local`, service
  * account `default`, cluster `Kubernetes`, capacity 1).
  */
-class Problems {
+/** The problems of one resource, each prefixed with its field path; `result` is the value only when there are none. */
+export class Problems {
   readonly list: string[] = [];
   add(path: string, message: string): void {
     this.list.push(`${path}: ${message}`);

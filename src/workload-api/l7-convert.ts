@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
-import { fail, ok, type Result } from '../core/result.ts';
+import type { Result } from '../core/result.ts';
+import { Problems } from './convert.ts';
 import type { AuthorizationPolicy__Output } from './generated/ambient/l7/AuthorizationPolicy.ts';
 import type { DestinationPolicy__Output } from './generated/ambient/l7/DestinationPolicy.ts';
 import type { HeaderMutation__Output } from './generated/ambient/l7/HeaderMutation.ts';
@@ -20,15 +21,6 @@ import {
  * field path (`route_configuration.routes[0].matches[1].path.regex: invalid regular expression ...`)
  * so one NACK names all that is wrong with a resource.
  */
-class Problems {
-  readonly list: string[] = [];
-  add(path: string, message: string): void {
-    this.list.push(`${path}: ${message}`);
-  }
-  result<T>(value: () => T): Result<T> {
-    return this.list.length === 0 ? ok(value()) : fail(...this.list);
-  }
-}
 
 const HEADER_NAME = /^:?[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
