@@ -24,7 +24,7 @@ import { WorkloadStore } from '../src/workload-api/store.ts';
 import { addressHandler, authorizationHandler } from '../src/workload-api/store-handlers.ts';
 import { startXdsClient, xdsNode, type XdsClient } from '../src/workload-api/xds-client.ts';
 import type { XdsHandler } from '../src/workload-api/xds-types.ts';
-import { startFakeKube, type FakeResource } from '../test/helpers/fake-kube.ts';
+import { startFakeKube, type FakeResource } from '../src/demo/api-server.ts';
 
 const { values } = parseArgs({
   options: {

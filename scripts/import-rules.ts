@@ -15,7 +15,8 @@ export const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   waypoint: ['hbone', 'identity', 'workload-api', 'core', 'sys'],
   cni: ['workload-api', 'core', 'sys'],
   'control-plane': ['workload-api', 'identity', 'core', 'sys'],
-  cli: ['control-plane', 'ztunnel', 'waypoint', 'cni', 'hbone', 'identity', 'workload-api', 'core', 'sys'],
+  demo: ['control-plane', 'ztunnel', 'waypoint', 'cni', 'hbone', 'identity', 'workload-api', 'core', 'sys'],
+  cli: ['demo', 'control-plane', 'ztunnel', 'waypoint', 'cni', 'hbone', 'identity', 'workload-api', 'core', 'sys'],
 };
 
 /** Relative imports of each file under src/, as paths relative to src/ (`hbone/client.ts`). */

@@ -6,7 +6,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { generateYaml, gatewayFromFlags, statusCondition, waypointListText, waypointStatusText } from '../../src/cli/waypoint-command.ts';
 import { startWaypointController, type WaypointControllerHandle } from '../../src/control-plane/waypoint-controller.ts';
 import { waypointGateway, type Gateway } from '../../src/control-plane/waypoint-objects.ts';
-import { startFakeKube, type FakeKube, type KubeObjectJson } from '../helpers/fake-kube.ts';
+import { startFakeKube, type FakeKube, type KubeObjectJson } from '../../src/demo/api-server.ts';
 import { captureLog } from '../helpers/log.ts';
 import { until } from '../helpers/prometheus.ts';
 import { tempDir } from '../helpers/tmp.ts';

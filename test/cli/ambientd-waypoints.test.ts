@@ -3,7 +3,7 @@ import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { startFakeKube, type FakeKube, type KubeObjectJson } from '../helpers/fake-kube.ts';
+import { startFakeKube, type FakeKube, type KubeObjectJson } from '../../src/demo/api-server.ts';
 import { until } from '../helpers/prometheus.ts';
 import { tempDir } from '../helpers/tmp.ts';
 

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseFlags } from '../../src/cli/flags.ts';
-import { startFakeKube } from '../helpers/fake-kube.ts';
+import { startFakeKube } from '../../src/demo/api-server.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 const run = promisify(execFile);

@@ -11,7 +11,7 @@ import { LocalCaClient } from '../../src/identity/local-ca-client.ts';
 import { closeFd, namedNetnsPath, openNetns } from '../../src/sys/netns.ts';
 import { parseZtunnelConfig } from '../../src/ztunnel/config.ts';
 import { startZtunnel, type Ztunnel } from '../../src/ztunnel/ztunnel.ts';
-import { startFakeKube, type FakeKube, type KubeObjectJson } from '../helpers/fake-kube.ts';
+import { startFakeKube, type FakeKube, type KubeObjectJson } from '../../src/demo/api-server.ts';
 import { inpodListening, webPodMesh } from '../helpers/inpod.ts';
 import { captureLog, type CapturedLog } from '../helpers/log.ts';
 import { createNodeNetwork, requireNetns, type NetnsNode } from '../helpers/netns.ts';

@@ -1,4 +1,4 @@
-import type { FakeKube, FakeObjectInput, FakeResource } from '../helpers/fake-kube.ts';
+import type { FakeKube, FakeObjectInput, FakeResource } from '../../src/demo/api-server.ts';
 
 /**
  * A bookinfo-like mesh for the control plane's tests: namespaces, nodes, the deployments' pods (as the

@@ -6,7 +6,7 @@ import type { Pod } from '../../src/control-plane/kube-objects.ts';
 import { formatSpiffeId, spiffeId } from '../../src/identity/spiffe.ts';
 import { buildCsrPem, generateKeyPair } from '../../src/identity/x509.ts';
 import { GrpcCaClient } from '../../src/workload-api/ca-client.ts';
-import { startFakeKube, type FakeKube } from '../helpers/fake-kube.ts';
+import { startFakeKube, type FakeKube } from '../../src/demo/api-server.ts';
 import { captureLog } from '../helpers/log.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { mkdir, writeFile } from 'node:fs/promises';

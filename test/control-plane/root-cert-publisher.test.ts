@@ -1,7 +1,7 @@
 import test from 'ava';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ROOT_CERT_CONFIGMAP, ROOT_CERT_KEY, startRootCertPublisher } from '../../src/control-plane/root-cert-publisher.ts';
-import { startFakeKube, type FakeKube } from '../helpers/fake-kube.ts';
+import { startFakeKube, type FakeKube } from '../../src/demo/api-server.ts';
 import { captureLog } from '../helpers/log.ts';
 import { until } from '../helpers/prometheus.ts';
 

@@ -2,7 +2,7 @@ import test from 'ava';
 import { parseControlPlaneConfig } from '../../src/control-plane/config.ts';
 import { startControlPlane } from '../../src/control-plane/control-plane.ts';
 import { nextConditions } from '../../src/control-plane/status-writer.ts';
-import { startFakeKube, type KubeObjectJson } from '../helpers/fake-kube.ts';
+import { startFakeKube, type KubeObjectJson } from '../../src/demo/api-server.ts';
 import { captureLog } from '../helpers/log.ts';
 import { until } from '../helpers/prometheus.ts';
 import { load, PODS, podName } from './bookinfo.ts';

@@ -4,7 +4,7 @@ import { startKubeSource } from '../../src/control-plane/kube-source.ts';
 import { Translator, type ObjectChange } from '../../src/control-plane/translator.ts';
 import { TypeUrl } from '../../src/workload-api/proto.ts';
 import { ResourceSnapshot, type SnapshotChange } from '../../src/workload-api/snapshot.ts';
-import { startFakeKube, type FakeKube, type KubeObjectJson } from '../helpers/fake-kube.ts';
+import { startFakeKube, type FakeKube, type KubeObjectJson } from '../../src/demo/api-server.ts';
 import { captureLog } from '../helpers/log.ts';
 import { load, PODS, podName } from './bookinfo.ts';
 import { assertGolden, snapshotJson } from './golden.ts';

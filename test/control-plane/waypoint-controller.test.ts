@@ -2,7 +2,7 @@ import test from 'ava';
 import { KubeConfig } from '@kubernetes/client-node';
 import { startWaypointController, type WaypointControllerHandle } from '../../src/control-plane/waypoint-controller.ts';
 import { decideWaypoint, waypointGateway, type Gateway, type WaypointRenderOptions } from '../../src/control-plane/waypoint-objects.ts';
-import { startFakeKube, type FakeKube, type KubeObjectJson } from '../helpers/fake-kube.ts';
+import { startFakeKube, type FakeKube, type KubeObjectJson } from '../../src/demo/api-server.ts';
 import { captureLog } from '../helpers/log.ts';
 import { until } from '../helpers/prometheus.ts';
 

@@ -5,7 +5,7 @@ import { createHboneClient } from '../../src/hbone/client.ts';
 import { HboneError } from '../../src/hbone/errors.ts';
 import { parseZtunnelConfig } from '../../src/ztunnel/config.ts';
 import { startZtunnel } from '../../src/ztunnel/ztunnel.ts';
-import { startFakeKube, type KubeObjectJson } from '../helpers/fake-kube.ts';
+import { startFakeKube, type KubeObjectJson } from '../../src/demo/api-server.ts';
 import { captureLog } from '../helpers/log.ts';
 import { testPki } from '../helpers/pki.ts';
 import { sample, until } from '../helpers/prometheus.ts';

@@ -2,7 +2,7 @@ import test from 'ava';
 import { parseControlPlaneConfig } from '../../src/control-plane/config.ts';
 import { startControlPlane, type ControlPlane } from '../../src/control-plane/control-plane.ts';
 import { L7_COLLECTIONS, l7Extension } from '../../src/control-plane/l7/extension.ts';
-import { startFakeKube, type FakeKube } from '../helpers/fake-kube.ts';
+import { startFakeKube, type FakeKube } from '../../src/demo/api-server.ts';
 import { captureLog } from '../helpers/log.ts';
 import { until } from '../helpers/prometheus.ts';
 import { PODS, startFixture, VIP } from './harness.ts';

@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject } from '@kubernetes/client-node';
 import { startInformer } from '../../src/workload-api/kube/index.ts';
-import { resourcePath, startFakeKube, type FakeKube, type KubeObjectJson } from '../helpers/fake-kube.ts';
+import { resourcePath, startFakeKube, type FakeKube, type KubeObjectJson } from '../../src/demo/api-server.ts';
 import { captureLog } from '../helpers/log.ts';
 
 // The fake API server beyond pods: the resources of the control plane, /status, server-side apply, TokenReview.

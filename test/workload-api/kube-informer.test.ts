@@ -2,7 +2,7 @@ import test, { type ExecutionContext } from 'ava';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ErrorCode } from '../../src/core/error-codes.ts';
 import { startInformer, type Informer, type InformerOptions } from '../../src/workload-api/kube/index.ts';
-import { startFakeKube, type FakeKube, type FakeKubeOptions } from '../helpers/fake-kube.ts';
+import { startFakeKube, type FakeKube, type FakeKubeOptions } from '../../src/demo/api-server.ts';
 import { captureLog } from '../helpers/log.ts';
 
 interface Pod {

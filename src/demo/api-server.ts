@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseYaml } from '../../src/core/yaml.ts';
+import { parseYaml } from '../core/yaml.ts';
 
 /**
  * A fake Kubernetes API server, over real HTTP on 127.0.0.1. The API server is the one thing that cannot run here,

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { namedNetnsPath } from '../../src/sys/netns.ts';
-import type { FakeKube, KubeObjectJson } from './fake-kube.ts';
-import type { NetnsNode } from './netns.ts';
+import { namedNetnsPath } from '../sys/netns.ts';
+import type { FakeKube, KubeObjectJson } from './api-server.ts';
+import type { NetnsNode } from './node-network.ts';
 
 /**
  * A container runtime's CNI side, for tests that create pods the way kubelet does: libcni's plugin lookup on
