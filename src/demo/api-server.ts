@@ -163,6 +163,12 @@ export interface FakeKubeOptions {
   readonly token?: string;
   /** API groups this server does not serve (CRDs not installed): 404 on their paths and absent from discovery. */
   readonly omitGroups?: readonly string[];
+  /**
+   * Allocate a ClusterIP from this IPv4 range (e.g. `10.96.0.0/16`) for each Service created without one, as the
+   * real API server does; headless (`None`) and ExternalName services get none. Without it, Services keep what
+   * they were given.
+   */
+  readonly serviceClusterIpRange?: string;
 }
 
 /** Who a registered token authenticates as in a TokenReview. */
@@ -488,6 +494,31 @@ interface ManagedField {
 
 const now = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
+/** Hands out the addresses of an IPv4 range in order, skipping the network address and the first host (kept for the API service). */
+function clusterIpAllocator(cidr: string): () => string {
+  const [base, bits] = cidr.split('/');
+  const octets = (base ?? '').split('.').map(Number);
+  const prefix = Number(bits);
+  if (octets.length !== 4 || octets.some((o) => !Number.isInteger(o) || o < 0 || o > 255) || !Number.isInteger(prefix) || prefix < 8 || prefix > 30) {
+    throw new RangeError(`serviceClusterIpRange: not an IPv4 CIDR: ${cidr}`);
+  }
+  const start = ((octets[0]! << 24) | (octets[1]! << 16) | (octets[2]! << 8) | octets[3]!) >>> 0;
+  const size = 2 ** (32 - prefix);
+  let next = 2;
+  return () => {
+    if (next >= size - 1) throw new HttpError(422, 'Invalid', `the service ClusterIP range ${cidr} is exhausted`);
+    const n = (start + next++) >>> 0;
+    return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+  };
+}
+
+function assignClusterIp(service: KubeObjectJson, allocate: () => string): void {
+  const spec = (service['spec'] ?? {}) as Record<string, unknown>;
+  if (spec['type'] === 'ExternalName' || (typeof spec['clusterIP'] === 'string' && spec['clusterIP'] !== '')) return;
+  const ip = allocate();
+  service['spec'] = { ...spec, clusterIP: ip, clusterIPs: [ip] };
+}
+
 export async function startFakeKube(options: FakeKubeOptions = {}): Promise<FakeKube> {
   let rv = 1;
   /** Events with rv <= compactedRv are no longer retained. */
@@ -499,6 +530,7 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
   const requests: FakeKubeRequest[] = [];
   const requestWaiters: Array<{ count: number; resolve: () => void }> = [];
   const tokens = new Map<string, FakeTokenUser>();
+  const allocateClusterIp = options.serviceClusterIpRange === undefined ? undefined : clusterIpAllocator(options.serviceClusterIpRange);
 
   const nsOf = (resource: FakeResource, namespace: string | undefined): string | undefined =>
     RESOURCES[resource].namespaced ? (namespace ?? 'default') : undefined;
@@ -559,6 +591,7 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
         creationTimestamp: now(),
       };
       delete stored.metadata.generateName;
+      if (resource === 'services' && allocateClusterIp) assignClusterIp(stored, allocateClusterIp);
       store(resource).set(key, stored);
       record({ rv, type: 'ADDED', resource, object: clone(stored) });
       return withType(resource, stored);
