@@ -52,6 +52,7 @@ build/ambient-cni: src/cni/shim/ambient-cni.c
 # The embedded mesh of examples/ on this machine (src/demo): needs root for the network namespaces it makes.
 demo:
 	@[ "$$(id -u)" = 0 ] || { echo "make demo needs root: it creates network namespaces, veths and iptables rules (run it as root, e.g. with sudo)." >&2; exit 1; }
+	@echo "make demo: installing what is missing and building (the first run takes a few minutes) ..."
 	@$(MAKE) --no-print-directory deps build >/dev/null
 	@node dist/src/demo/main.js
 

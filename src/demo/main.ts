@@ -97,7 +97,8 @@ async function main(): Promise<void> {
     say('done: nothing of the demo is left.');
     process.exit(code);
   };
-  process.on('SIGINT', () => void shutdown(130));
+  // Ctrl-C is how a demo that came up is meant to end; during the start it is an interruption.
+  process.on('SIGINT', () => void shutdown(demo ? 0 : 130));
   process.on('SIGTERM', () => void shutdown(143));
 
   say(`ambient-node demo: an embedded mesh from ${config.examplesDir}/ (state and logs in ${config.stateDir})`);
