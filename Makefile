@@ -54,7 +54,7 @@ demo:
 	@[ "$$(id -u)" = 0 ] || { echo "make demo needs root: it creates network namespaces, veths and iptables rules (run it as root, e.g. with sudo)." >&2; exit 1; }
 	@echo "make demo: installing what is missing and building (the first run takes a few minutes) ..."
 	@$(MAKE) --no-print-directory deps build >/dev/null
-	@node dist/src/demo/main.js
+	@UV_THREADPOOL_SIZE=16 node dist/src/demo/main.js
 
 check-imports: build
 	node dist/scripts/check-imports.js

@@ -172,7 +172,7 @@ export async function startDemo(config: DemoConfig, examples: readonly ExampleOb
     closers.push(() => network.close());
     const simNodes: SimNode[] = NODES.map((n, i) => ({ node: network.nodes[i] as NetnsNode, name: n.name, podCidr: n.podCidr, dir: join(config.stateDir, 'nodes', n.name) }));
     const [a, b] = simNodes as [SimNode, SimNode];
-    for (const n of simNodes) await n.node.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+    for (const n of simNodes) await n.node.exec('sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
     await a.node.exec('ip', ['route', 'add', b.podCidr, 'via', b.node.ip]);
     await b.node.exec('ip', ['route', 'add', a.podCidr, 'via', a.node.ip]);
 
@@ -215,9 +215,13 @@ export async function startDemo(config: DemoConfig, examples: readonly ExampleOb
       const node = simNodes.find((n) => n.name === spec.nodeName) ?? (pods.filter((p) => p.node === a).length <= pods.filter((p) => p.node === b).length ? a : b);
       if (spec.nodeName !== node.name) api.update('pods', { ...api.get('pods', namespace, name), spec: { ...spec, nodeName: node.name } } as Parameters<FakeKube['update']>[1]);
       const netns = `${config.prefix}-pod-${namespace}-${name}`;
+      const started = Date.now();
       await run('ip', ['netns', 'add', netns]);
+      // IPv4 only, as the demo's pod network: no IPv6 duplicate address detection for the bridge plugin to wait out.
+      await run('ip', ['netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
       const uid = api.get('pods', namespace, name)?.metadata?.uid ?? '';
       const added = await runtimeAddPod(node, { containerId: `sandbox-${namespace}-${name}`, podNs: netns, podName: name, podNamespace: namespace, podUid: uid });
+      logger.info({ pod: `${namespace}/${name}`, node: node.name, ip: added.ip, ms: Date.now() - started }, 'pod sandbox created through the CNI chain');
       const { argv, env } = command(added.ip);
       const [program, ...args] = argv as [string, ...string[]];
       const out = createWriteStream(join(logsDir, `${namespace}-${name}.log`));

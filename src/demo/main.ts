@@ -3,7 +3,7 @@
  * Ctrl-C (or, with DEMO_ONCE=1, stopped at once). Refuses without root, without the tools it drives, and while
  * another demo runs; cleans up after a demo that was killed.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -124,4 +124,15 @@ async function main(): Promise<void> {
   say('\nThe mesh stays up; press Ctrl-C to stop it and remove everything.');
 }
 
-await main();
+// The ZDS sockets of two agents and two ztunnels each hold a libuv threadpool thread while they wait
+// (src/sys/seqpacket.ts); with libuv's default 4, file work in this process would queue behind them. The pool
+// size is read once at start, so without it set, the demo runs itself again with it (as bin/ambientd does).
+if (!process.env['UV_THREADPOOL_SIZE']) {
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1] ?? ''], { env: { ...process.env, UV_THREADPOOL_SIZE: '16' }, stdio: 'inherit' });
+  // Ctrl-C reaches both processes (one process group); the child handles it, this one waits for it.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => child.kill('SIGTERM'));
+  child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 : 1)));
+} else {
+  await main();
+}

@@ -63,7 +63,7 @@ function setting(t: ExecutionContext, dir: string): { prefix: string; env: Recor
   t.teardown(async () => {
     for (const ns of await namespacesWith(prefix)) await exec('ip', ['netns', 'delete', ns]).catch(() => {});
   });
-  return { prefix, env: { DEMO_STATE_DIR: dir, DEMO_PREFIX: prefix, DEMO_PORT: '0', DEMO_REQUESTS: '200' } };
+  return { prefix, env: { UV_THREADPOOL_SIZE: '16', DEMO_STATE_DIR: dir, DEMO_PREFIX: prefix, DEMO_PORT: '0', DEMO_REQUESTS: '200' } };
 }
 
 /** The facts a user reads in the report. */
