@@ -165,7 +165,7 @@ export function createMeshPage(options: MeshPageOptions): MeshPage {
 const SCRIPT = String.raw`
 'use strict';
 var NS = 'http://www.w3.org/2000/svg';
-var W = 230, H = 74, GAP = 14, PAD = 16, HEAD = 30, COL_GAP = 170;
+var W = 230, H = 74, GAP = 16, PAD = 16, HEAD = 30, COL_GAP = 200;
 var svg = document.getElementById('mesh');
 var statusEl = document.getElementById('status');
 var targetsEl = document.getElementById('targets');
@@ -184,6 +184,7 @@ function text(parent, x, y, s, cls) {
 }
 function short(s, n) { return s.length > n ? s.slice(0, n - 1) + '\u2026' : s; }
 function n(v) { return Math.round(v).toLocaleString('en-US'); }
+function plural(k, word) { return k + ' ' + word + (k === 1 ? '' : 's'); }
 
 function layout(g) {
   var pos = {};
@@ -217,7 +218,8 @@ function layout(g) {
     height = Math.max(height, c.h + PAD * 2);
     x += c.w + COL_GAP;
   });
-  return { pos: pos, cols: cols, width: Math.max(x - COL_GAP + PAD, 400), height: height + 40 };
+  // Room on the right for the arcs between boxes of the last column.
+  return { pos: pos, cols: cols, width: Math.max(x - COL_GAP + PAD + 110, 400), height: height + 40 };
 }
 
 function edgeLines(e) {
@@ -229,8 +231,9 @@ function edgeLines(e) {
     if (e.tcp.failed > 0) lines.push({ s: 'failed ' + n(e.tcp.failed), cls: 'l-deny' });
   }
   if (e.http) {
-    var codes = Object.keys(e.http.codes).map(function (c) { return c + '\u00d7' + n(e.http.codes[c]); }).join(' ');
-    lines.push({ s: 'HTTP ' + n(e.http.requests) + ' req (' + codes + ')', cls: 'l-http' });
+    lines.push({ s: 'HTTP ' + n(e.http.requests) + ' req', cls: 'l-http' });
+    var other = Object.keys(e.http.codes).filter(function (c) { return c[0] !== '2' && c !== '403'; });
+    if (other.length) lines.push({ s: other.map(function (c) { return c + '\u00d7' + n(e.http.codes[c]); }).join(' '), cls: 'l-deny' });
     if (e.http.denied > 0) lines.push({ s: '\u2716 403 denied ' + n(e.http.denied), cls: 'l-deny' });
     e.http.split.forEach(function (s) { lines.push({ s: s.version + ' ' + s.percent + '%', cls: 'l-split' }); });
   }
@@ -254,10 +257,13 @@ function draw(g) {
   g.waypoints.forEach(function (w) { byId[w.id] = w; });
   g.external.forEach(function (x) { byId[x.id] = x; });
 
+  // Node frames, then the edges, then the boxes, then the labels over everything.
+  var frames = el('g', {}, svg);
+  var lines = el('g', {}, svg);
   var boxes = el('g', {}, svg);
   L.cols.forEach(function (c) {
-    if (c.boxed) el('rect', { x: c.x, y: PAD, width: c.w, height: c.h, rx: 10, 'class': 'node' }, boxes);
-    text(boxes, c.x + PAD, PAD + 20, c.boxed ? 'node ' + c.title : c.title, 'node-title');
+    if (c.boxed) el('rect', { x: c.x, y: PAD, width: c.w, height: c.h, rx: 10, 'class': 'node' }, frames);
+    text(frames, c.x + PAD, PAD + 20, c.boxed ? 'node ' + c.title : c.title, 'node-title');
   });
   Object.keys(L.pos).sort().forEach(function (id) {
     var p = L.pos[id], o = byId[id] || {};
@@ -275,14 +281,14 @@ function draw(g) {
       title.textContent = o.identity + '\n' + o.addresses.join(', ');
       text(gr, p.x + 8, p.y + 17, short('waypoint ' + o.name, 30), 'b-name');
       text(gr, p.x + 8, p.y + 32, short(o.namespace + ' \u00b7 ' + (o.addresses.join(', ') || 'no address'), 34), 'b-sub');
-      text(gr, p.x + 8, p.y + 47, short(o.services.length + ' services, ' + o.workloads.length + ' workloads bound', 36), 'b-sub');
+      text(gr, p.x + 8, p.y + 47, short(plural(o.services.length, 'service') + ', ' + plural(o.workloads.length, 'workload') + ' bound', 36), 'b-sub');
       var splits = o.splits.map(function (s) { return s.versions.map(function (v) { return v.version + ' ' + v.percent + '%'; }).join(' / '); }).join('; ');
       text(gr, p.x + 8, p.y + 62, short(splits ? 'split ' + splits : 'L7', 36), 'b-split');
     } else if (p.kind === 'service') {
       title.textContent = o.hostname;
       text(gr, p.x + 8, p.y + 17, short('service ' + o.name, 30), 'b-name');
       text(gr, p.x + 8, p.y + 32, short(o.namespace + ' \u00b7 ' + o.vips.join(', '), 34), 'b-sub');
-      text(gr, p.x + 8, p.y + 47, short(o.endpoints.length + ' endpoints' + (o.waypoint ? ' \u00b7 via ' + o.waypoint.slice(3) : ''), 36), 'b-sub');
+      text(gr, p.x + 8, p.y + 47, short(plural(o.endpoints.length, 'endpoint') + (o.waypoint ? ' \u00b7 via ' + o.waypoint.slice(3) : ''), 36), 'b-sub');
     } else {
       title.textContent = o.label;
       text(gr, p.x + 8, p.y + 17, short(o.label || id, 30), 'b-name');
@@ -290,25 +296,43 @@ function draw(g) {
     }
   });
 
-  var lines = el('g', {}, svg);
-  var labels = el('g', {}, svg);
-  var pairs = {};
+  // Each box side spreads its edge ends over its height, ordered by where the other end is.
+  var ends = {};
+  var routes = [];
   g.edges.forEach(function (e) {
     var a = L.pos[e.from], b = L.pos[e.to];
     if (!a || !b) return;
-    var key = [e.from, e.to].sort().join('|');
-    var k = pairs[key] = (pairs[key] || 0) + 1;
-    var off = (k - 1) * 10;
-    var x1, y1, x2, y2, d;
-    if (a.col === b.col) {
-      x1 = a.x + a.w; y1 = a.y + a.h / 2 + off; x2 = b.x + b.w; y2 = b.y + b.h / 2 + off;
-      var bulge = 60 + Math.abs(y2 - y1) / 4;
+    var same = a.col === b.col;
+    var right = same || a.x < b.x;
+    var r = { e: e, a: a, b: b, same: same, fromSide: right ? 'r' : 'l', toSide: same ? 'r' : right ? 'l' : 'r' };
+    routes.push(r);
+    [[e.from, r.fromSide, b, 'y1'], [e.to, r.toSide, a, 'y2']].forEach(function (end) {
+      var key = end[0] + '|' + end[1];
+      (ends[key] = ends[key] || []).push({ r: r, other: end[2].y, field: end[3] });
+    });
+  });
+  Object.keys(ends).sort().forEach(function (key) {
+    var list = ends[key];
+    var box = L.pos[key.slice(0, key.lastIndexOf('|'))];
+    list.sort(function (p, q) { return p.other - q.other || (p.r.e.id < q.r.e.id ? -1 : 1); });
+    list.forEach(function (p, i) { p.r[p.field] = box.y + box.h * (i + 1) / (list.length + 1); });
+  });
+
+  var labels = el('g', {}, svg);
+  var placed = Object.keys(L.pos).map(function (id) { var p = L.pos[id]; return { x: p.x, y: p.y, w: p.w, h: p.h }; });
+  function free(x, y, w, h) {
+    return placed.every(function (q) { return x + w < q.x || q.x + q.w < x || y + h < q.y || q.y + q.h < y; });
+  }
+  routes.forEach(function (r) {
+    var e = r.e, a = r.a, b = r.b, d, mx, my;
+    var x1 = r.fromSide === 'r' ? a.x + a.w : a.x;
+    var x2 = r.toSide === 'r' ? b.x + b.w : b.x;
+    var y1 = r.y1, y2 = r.y2;
+    if (r.same) {
+      var bulge = 50 + Math.abs(y2 - y1) / 3;
       d = 'M' + x1 + ',' + y1 + ' C' + (x1 + bulge) + ',' + y1 + ' ' + (x2 + bulge) + ',' + y2 + ' ' + x2 + ',' + y2;
-      var mx = x1 + bulge * 0.75, my = (y1 + y2) / 2;
+      mx = x1 + bulge * 0.75; my = (y1 + y2) / 2;
     } else {
-      var right = a.x < b.x;
-      x1 = right ? a.x + a.w : a.x; x2 = right ? b.x : b.x + b.w;
-      y1 = a.y + a.h / 2 + off; y2 = b.y + b.h / 2 + off;
       var cx = (x2 - x1) / 2;
       d = 'M' + x1 + ',' + y1 + ' C' + (x1 + cx) + ',' + y1 + ' ' + (x2 - cx) + ',' + y2 + ' ' + x2 + ',' + y2;
       mx = (x1 + x2) / 2; my = (y1 + y2) / 2;
@@ -321,17 +345,20 @@ function draw(g) {
     var t = el('title', {}, path);
     t.textContent = e.from + ' \u2192 ' + e.to + (e.services.length ? '\nservices: ' + e.services.join(', ') : '');
     var ls = edgeLines(e);
-    var lg = el('g', { 'class': 'label' }, labels);
-    var bh = ls.length * 14 + 6;
-    var bg = el('rect', { x: mx - 80, y: my - bh / 2, width: 160, height: bh, rx: 4, 'class': 'label-bg' }, lg);
     var widest = 0;
-    ls.forEach(function (l, i) {
-      var tt = text(lg, mx, my - bh / 2 + 15 + i * 14, l.s, 'lbl ' + l.cls);
+    ls.forEach(function (l) { widest = Math.max(widest, l.s.length * 6.2); });
+    var bw = widest + 10, bh = ls.length * 14 + 6;
+    // The label sits at the middle of its edge, moved up or down until it covers no box and no other label.
+    var y = my - bh / 2;
+    for (var i = 1; i < 24 && (y < 2 || !free(mx - bw / 2, y, bw, bh)); i++) y = my - bh / 2 + (i % 2 ? 1 : -1) * Math.ceil(i / 2) * (bh / 2 + 4);
+    if (y < 2) y = my - bh / 2;
+    placed.push({ x: mx - bw / 2, y: y, w: bw, h: bh });
+    var lg = el('g', { 'class': 'label', 'data-label': e.id }, labels);
+    el('rect', { x: mx - bw / 2, y: y, width: bw, height: bh, rx: 4, 'class': 'label-bg' }, lg);
+    ls.forEach(function (l, j) {
+      var tt = text(lg, mx, y + 15 + j * 14, l.s, 'lbl ' + l.cls);
       tt.setAttribute('text-anchor', 'middle');
-      widest = Math.max(widest, l.s.length * 6.4);
     });
-    bg.setAttribute('x', mx - widest / 2 - 5);
-    bg.setAttribute('width', widest + 10);
   });
 }
 

@@ -400,7 +400,7 @@ test('/mesh: a self-contained page whose script polls /mesh.json every 2 s and d
       { id: 'wl:shop/client->wl:shop/db', from: 'wl:shop/client', to: 'wl:shop/db', services: [], tcp: { reporter: 'destination', opened: 5, closed: 5, mtls: 5, plaintext: 0, denied: 0, failed: 0 } },
       { id: 'wl:shop/intruder->wl:shop/db', from: 'wl:shop/intruder', to: 'wl:shop/db', services: [], tcp: { reporter: 'destination', opened: 2, closed: 2, mtls: 2, plaintext: 0, denied: 2, failed: 0 } },
       { id: 'wl:shop/client->wp:shop/waypoint', from: 'wl:shop/client', to: 'wp:shop/waypoint', services: [], http: { requests: 10, codes: { 200: 10 }, denied: 0, split: [] } },
-      { id: 'wp:shop/waypoint->wl:shop/orders-v1', from: 'wp:shop/waypoint', to: 'wl:shop/orders-v1', services: [], http: { requests: 9, codes: { 200: 9 }, denied: 0, split: [{ service: 's', version: 'v1', requests: 9, percent: 90 }] } },
+      { id: 'wp:shop/waypoint->wl:shop/orders-v1', from: 'wp:shop/waypoint', to: 'wl:shop/orders-v1', services: [], http: { requests: 10, codes: { 200: 9, 503: 1 }, denied: 0, split: [{ service: 's', version: 'v1', requests: 9, percent: 90 }] } },
     ],
     targets: [{ url: 'http://127.0.0.1:1/metrics', up: false, error: 'connect ECONNREFUSED', samples: 0, problems: [] }],
   };
@@ -436,7 +436,21 @@ test('/mesh: a self-contained page whose script polls /mesh.json every 2 s and d
   t.true(texts.includes('\u{1f512} mTLS 5 conn'), texts.join(' | '));
   t.true(texts.includes('\u2716 denied 2'));
   t.true(texts.includes('v1 90%'));
-  t.true(texts.includes('HTTP 10 req (200\u00d710)'));
+  t.true(texts.includes('HTTP 10 req'));
+  t.true(texts.includes('503\u00d71'), 'codes other than 2xx and 403 are listed');
+  // Tidy: no label covers a box or another label.
+  const rectOf = (g: FakeElement) => {
+    const r = g.children.find((c) => c.tag === 'rect')!;
+    return { x: Number(r.attrs['x']), y: Number(r.attrs['y']), w: Number(r.attrs['width']), h: Number(r.attrs['height']) };
+  };
+  const overlap = (a: ReturnType<typeof rectOf>, b: ReturnType<typeof rectOf>) => !(a.x + a.w < b.x || b.x + b.w < a.x || a.y + a.h < b.y || b.y + b.h < a.y);
+  const boxRects = els.filter((e) => e.attrs['data-id']).map(rectOf);
+  const labelRects = els.filter((e) => e.attrs['data-label']).map(rectOf);
+  t.is(labelRects.length, 4);
+  for (const [i, l] of labelRects.entries()) {
+    t.false(boxRects.some((b) => overlap(l, b)), `label ${i} covers a box`);
+    t.false(labelRects.some((m, j) => j !== i && overlap(l, m)), `label ${i} covers another label`);
+  }
   const paths = els.filter((e) => e.attrs['data-edge']);
   t.deepEqual(paths.map((p) => [p.attrs['data-edge'], p.attrs['class']]), [
     ['wl:shop/client->wl:shop/db', 'edge mtls'],
