@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode } from '../core/error-codes.ts';
 import type { Logger } from '../core/logger.ts';
-import { addressFromWire } from '../workload-api/convert.ts';
-import type { Address__Output } from '../workload-api/generated/istio/workload/Address.ts';
-import { decodeMessage, TypeUrl } from '../workload-api/proto.ts';
+import { TypeUrl } from '../workload-api/proto.ts';
 import type { ResourceSnapshot } from '../workload-api/snapshot.ts';
+import { addressHandler } from '../workload-api/store-handlers.ts';
+import { WorkloadStore } from '../workload-api/store.ts';
 import type { Service, Workload } from '../workload-api/types.ts';
 import type { Gateway } from './kube-objects.ts';
 import { buildMeshGraph, type MeshGraph, type ScrapeInput, type WaypointInput } from './mesh-graph.ts';
@@ -60,24 +60,16 @@ export function createMeshPage(options: MeshPageOptions): MeshPage {
   let cached: { at: number; targets: readonly string[]; graph: Promise<MeshJson> } | undefined;
   const down = new Set<string>();
 
+  /** The snapshot's addresses as a ztunnel holds them: through the same xDS handler, into a store. */
   const mesh = (): Decoded => {
     const version = options.snapshot.version;
     if (decoded?.version === version) return decoded;
-    const workloads: Workload[] = [];
-    const services: Service[] = [];
-    for (const [name, entry] of options.snapshot.get(TypeUrl.address)) {
-      let converted;
-      try {
-        converted = addressFromWire(decodeMessage<Address__Output>('istio.workload.Address', entry.value));
-      } catch (err) {
-        log.warn({ code: ErrorCode.CP_INVALID_OBJECT, name, err: String(err) }, 'mesh page: an address in the snapshot does not decode; left out');
-        continue;
-      }
-      if (!converted.ok) continue;
-      if (converted.value.kind === 'workload') workloads.push(converted.value.workload);
-      else services.push(converted.value.service);
+    const store = new WorkloadStore();
+    const resources = [...options.snapshot.get(TypeUrl.address)].map(([name, entry]) => ({ name, version: entry.version, typeUrl: TypeUrl.address, value: entry.value }));
+    for (const rejected of addressHandler(store).handle(resources, [])) {
+      log.warn({ code: ErrorCode.CP_INVALID_OBJECT, name: rejected.name, err: rejected.reason }, 'mesh page: an address in the snapshot does not convert; left out');
     }
-    decoded = { version, workloads, services };
+    decoded = { version, workloads: store.allWorkloads(), services: store.allServices() };
     return decoded;
   };
 
