@@ -198,7 +198,8 @@ function layout(g) {
   cols = cols.concat(nodeCols.slice(half));
   var x = PAD;
   var height = 0;
-  cols.forEach(function (c) {
+  cols.forEach(function (c, index) {
+    c.index = index;
     c.x = x;
     var y = PAD + HEAD;
     c.items.forEach(function (it) {
@@ -212,6 +213,21 @@ function layout(g) {
   });
   // Room on the right for the arcs between boxes of the last column.
   return { pos: pos, cols: cols, width: Math.max(x - COL_GAP + PAD + 110, 400), height: height + 40 };
+}
+
+/** A path through the points pts with its corners rounded by r. */
+function rounded(pts, r) {
+  var d = 'M' + pts[0][0] + ',' + pts[0][1];
+  for (var i = 1; i < pts.length - 1; i++) {
+    var p = pts[i], a = pts[i - 1], b = pts[i + 1];
+    var ra = Math.min(r, Math.abs(p[0] - a[0]) / 2 + Math.abs(p[1] - a[1]) / 2);
+    var rb = Math.min(r, Math.abs(b[0] - p[0]) / 2 + Math.abs(b[1] - p[1]) / 2);
+    var inX = p[0] - Math.sign(p[0] - a[0]) * ra, inY = p[1] - Math.sign(p[1] - a[1]) * ra;
+    var outX = p[0] + Math.sign(b[0] - p[0]) * rb, outY = p[1] + Math.sign(b[1] - p[1]) * rb;
+    d += ' L' + inX + ',' + inY + ' Q' + p[0] + ',' + p[1] + ' ' + outX + ',' + outY;
+  }
+  var last = pts[pts.length - 1];
+  return d + ' L' + last[0] + ',' + last[1];
 }
 
 function edgeLines(e) {
@@ -288,19 +304,40 @@ function draw(g) {
     }
   });
 
-  // Each box side spreads its edge ends over its height, ordered by where the other end is.
-  var ends = {};
+  // Edges between columns that are not neighbours run below the frames, each in its own lane, instead of
+  // through the boxes of the columns between.
   var routes = [];
+  var lanes = 0;
   g.edges.forEach(function (e) {
     var a = L.pos[e.from], b = L.pos[e.to];
     if (!a || !b) return;
     var same = a.col === b.col;
     var right = same || a.x < b.x;
-    var r = { e: e, a: a, b: b, same: same, fromSide: right ? 'r' : 'l', toSide: same ? 'r' : right ? 'l' : 'r' };
-    routes.push(r);
-    [[e.from, r.fromSide, b, 'y1'], [e.to, r.toSide, a, 'y2']].forEach(function (end) {
+    var channel = !same && Math.abs(a.col.index - b.col.index) > 1;
+    routes.push({ e: e, a: a, b: b, same: same, right: right, channel: channel, lane: channel ? lanes++ : -1,
+      fromSide: right ? 'r' : 'l', toSide: same ? 'r' : right ? 'l' : 'r' });
+  });
+  var frameBottom = 0;
+  L.cols.forEach(function (c) { frameBottom = Math.max(frameBottom, PAD + c.h); });
+  // Lanes far enough apart for their labels to sit on them without touching.
+  var laneY = frameBottom + 8, prevHalf = 0;
+  routes.forEach(function (r) {
+    if (!r.channel) return;
+    var half = (edgeLines(r.e).length * 14 + 6) / 2;
+    laneY += prevHalf + 6 + half;
+    r.laneY = laneY;
+    prevHalf = half;
+  });
+  var height = Math.max(L.height, laneY + prevHalf + 24);
+  svg.setAttribute('height', height);
+  svg.setAttribute('viewBox', '0 0 ' + L.width + ' ' + height);
+
+  // Each box side spreads its edge ends over its height, ordered by where the other end is.
+  var ends = {};
+  routes.forEach(function (r) {
+    [[r.e.from, r.fromSide, r.b, 'y1'], [r.e.to, r.toSide, r.a, 'y2']].forEach(function (end) {
       var key = end[0] + '|' + end[1];
-      (ends[key] = ends[key] || []).push({ r: r, other: end[2].y, field: end[3] });
+      (ends[key] = ends[key] || []).push({ r: r, other: r.channel ? 1e6 + r.lane : end[2].y, field: end[3] });
     });
   });
   Object.keys(ends).sort().forEach(function (key) {
@@ -320,7 +357,14 @@ function draw(g) {
     var x1 = r.fromSide === 'r' ? a.x + a.w : a.x;
     var x2 = r.toSide === 'r' ? b.x + b.w : b.x;
     var y1 = r.y1, y2 = r.y2;
-    if (r.same) {
+    if (r.channel) {
+      var step = Math.min(6 * r.lane, COL_GAP / 2 - 20);
+      var gx1 = r.right ? a.col.x + a.col.w + 12 + step : a.col.x - 12 - step;
+      var gx2 = r.right ? b.col.x - 12 - step : b.col.x + b.col.w + 12 + step;
+      var ly = r.laneY;
+      d = rounded([[x1, y1], [gx1, y1], [gx1, ly], [gx2, ly], [gx2, y2], [x2, y2]], 8);
+      mx = (gx1 + gx2) / 2; my = ly;
+    } else if (r.same) {
       var bulge = 50 + Math.abs(y2 - y1) / 3;
       d = 'M' + x1 + ',' + y1 + ' C' + (x1 + bulge) + ',' + y1 + ' ' + (x2 + bulge) + ',' + y2 + ' ' + x2 + ',' + y2;
       mx = x1 + bulge * 0.75; my = (y1 + y2) / 2;

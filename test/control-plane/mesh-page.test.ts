@@ -458,7 +458,7 @@ test('/mesh: a self-contained page whose script polls /mesh.json every 2 s and d
     ['wl:shop/client->wp:shop/waypoint', 'edge http'],
     ['wp:shop/waypoint->wl:shop/orders-v1', 'edge http'],
   ]);
-  t.true(paths.every((p) => /^M[\d.]+,[\d.]+ C/.test(p.attrs['d'] ?? '')), 'every edge has a drawn path');
+  t.true(paths.every((p) => /^M[\d.]+,[\d.]+ [CL]/.test(p.attrs['d'] ?? '')), 'every edge has a drawn path');
   const boxes = els.filter((e) => e.attrs['data-id']).map((e) => e.attrs['data-id']);
   t.deepEqual(boxes, ['wl:shop/client', 'wl:shop/db', 'wl:shop/intruder', 'wl:shop/orders-v1', 'wl:shop/orders-v2', 'wp:shop/waypoint']);
   t.is(byId['targets']!.children[0]?.className, 'down');
