@@ -459,6 +459,12 @@ test('/mesh: a self-contained page whose script polls /mesh.json every 2 s and d
     ['wp:shop/waypoint->wl:shop/orders-v1', 'edge http'],
   ]);
   t.true(paths.every((p) => /^M[\d.]+,[\d.]+ [CL]/.test(p.attrs['d'] ?? '')), 'every edge has a drawn path');
+  // node-y and node-z have the waypoint column between them: that edge runs in a lane below the frames.
+  const lane = paths[1]!.attrs['d']!;
+  t.regex(lane, / Q/);
+  const frameBottom = Math.max(...els.filter((e) => e.attrs['class'] === 'node').map((e) => Number(e.attrs['y']) + Number(e.attrs['height'])));
+  t.true(Math.max(...[...lane.matchAll(/,([\d.]+)/g)].map((m) => Number(m[1]))) > frameBottom);
+  t.true(Number(byId['mesh']!.attrs['height']) > frameBottom);
   const boxes = els.filter((e) => e.attrs['data-id']).map((e) => e.attrs['data-id']);
   t.deepEqual(boxes, ['wl:shop/client', 'wl:shop/db', 'wl:shop/intruder', 'wl:shop/orders-v1', 'wl:shop/orders-v2', 'wp:shop/waypoint']);
   t.is(byId['targets']!.children[0]?.className, 'down');
