@@ -7,9 +7,9 @@ import type { ResourceSnapshot } from '../workload-api/snapshot.ts';
 import { addressHandler } from '../workload-api/store-handlers.ts';
 import { WorkloadStore } from '../workload-api/store.ts';
 import type { Service, Workload } from '../workload-api/types.ts';
-import type { Gateway } from './kube-objects.ts';
+import type { Gateway, Pod } from './kube-objects.ts';
 import { buildMeshGraph, type MeshGraph, type ScrapeInput, type WaypointInput } from './mesh-graph.ts';
-import { DEFAULT_SCRAPE, meshTargetsOrThrow, scrapeTargets, type ScrapeOptions } from './mesh-scrape.ts';
+import { DEFAULT_SCRAPE, discoverMeshTargets, meshTargetsOrThrow, scrapeTargets, type ScrapeOptions } from './mesh-scrape.ts';
 import type { Translator } from './translator.ts';
 import { isWaypointGateway } from './waypoint.ts';
 
@@ -37,9 +37,12 @@ export interface MeshJson extends MeshGraph {
 }
 
 export interface MeshPage {
-  /** Replaces the scraped URLs (checked: absolute http/https; throws `CP_MESH_TARGET_INVALID`). */
+  /** Replaces the configured URLs (checked: absolute http/https; throws `CP_MESH_TARGET_INVALID`). */
   setTargets(urls: readonly string[]): void;
+  /** The configured URLs. */
   targets(): readonly string[];
+  /** What a scrape reads now: the configured URLs, then the ztunnel and waypoint pods found among the objects. */
+  scrapeList(): readonly string[];
   /** The current graph (cached for `cacheMs`). */
   graph(): Promise<MeshJson>;
   /** Serves `/mesh` and `/mesh.json`; false for any other path (the caller answers it). */
@@ -57,7 +60,7 @@ export function createMeshPage(options: MeshPageOptions): MeshPage {
   const cacheMs = options.cacheMs ?? 1000;
   let targets = meshTargetsOrThrow(options.targets);
   let decoded: Decoded | undefined;
-  let cached: { at: number; targets: readonly string[]; graph: Promise<MeshJson> } | undefined;
+  let cached: { at: number; key: string; graph: Promise<MeshJson> } | undefined;
   const down = new Set<string>();
 
   /** The snapshot's addresses as a ztunnel holds them: through the same xDS handler, into a store. */
@@ -103,10 +106,21 @@ export function createMeshPage(options: MeshPageOptions): MeshPage {
     return { generatedAt: new Date().toISOString(), ...graph };
   };
 
+  const scrapeList = (): readonly string[] => {
+    const isWaypoint = (namespace: string, name: string): boolean => {
+      const gw = options.translator.object('Gateway', namespace, name) as Gateway | undefined;
+      return gw !== undefined && isWaypointGateway(options.translator.view, gw);
+    };
+    const discovered = discoverMeshTargets(options.translator.objectsOf('Pod') as Pod[], options.translator.settings.systemNamespace, isWaypoint);
+    return [...targets, ...discovered.filter((url) => !targets.includes(url))];
+  };
+
   const graph = (): Promise<MeshJson> => {
     const now = Date.now();
-    if (cached && cached.targets === targets && now - cached.at < cacheMs) return cached.graph;
-    const next = { at: now, targets, graph: build(targets) };
+    const urls = scrapeList();
+    const key = urls.join('\n');
+    if (cached && cached.key === key && now - cached.at < cacheMs) return cached.graph;
+    const next = { at: now, key, graph: build(urls) };
     cached = next;
     // A failed build (a bug) is not cached.
     next.graph.catch(() => {
@@ -118,9 +132,11 @@ export function createMeshPage(options: MeshPageOptions): MeshPage {
   return {
     setTargets(urls) {
       targets = meshTargetsOrThrow(urls);
-      for (const url of down) if (!targets.includes(url)) down.delete(url);
+      const now = scrapeList();
+      for (const url of down) if (!now.includes(url)) down.delete(url);
     },
     targets: () => targets,
+    scrapeList,
     graph,
     async route(req, res, url) {
       if (url.pathname !== '/mesh' && url.pathname !== '/mesh.json') return false;

@@ -1,6 +1,7 @@
 import { ErrorCode } from '../core/error-codes.ts';
 import { errorMessage, MeshError } from '../core/errors.ts';
 import { fail, ok, type Result } from '../core/result.ts';
+import type { Pod } from './kube-objects.ts';
 import type { ScrapeInput } from './mesh-graph.ts';
 import { parsePrometheusText } from './prometheus-text.ts';
 
@@ -40,6 +41,39 @@ export function meshTargetsOrThrow(urls: readonly string[]): readonly string[] {
   const parsed = parseMeshTargets(urls);
   if (!parsed.ok) throw new MeshError(ErrorCode.CP_MESH_TARGET_INVALID, `mesh scrape targets: ${parsed.errors.join('; ')}`);
   return parsed.value;
+}
+
+/** The label of a waypoint's pods (waypoint-objects.ts writes it, as Istio's deployment controller). */
+const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
+
+/**
+ * The metrics URLs of the data plane's own pods among `pods`: ztunnels (label `app: ztunnel` in the system
+ * namespace) and waypoint instances (label `gateway.networking.k8s.io/gateway-name` naming a waypoint Gateway of
+ * their namespace, per `isWaypoint`), running, with a pod IP and
+ * `prometheus.io/scrape: "true"`; port and path from `prometheus.io/port` / `prometheus.io/path` (15020 and
+ * `/metrics` or, for a waypoint, `/stats/prometheus`). Pure; sorted. Application pods are never scraped.
+ */
+export function discoverMeshTargets(pods: Iterable<Pod>, systemNamespace: string, isWaypoint: (namespace: string, name: string) => boolean): string[] {
+  const out = new Set<string>();
+  for (const pod of pods) {
+    const labels = pod.metadata?.labels ?? {};
+    const annotations = pod.metadata?.annotations ?? {};
+    const ztunnel = pod.metadata?.namespace === systemNamespace && labels['app'] === 'ztunnel';
+    const gateway = labels[GATEWAY_NAME_LABEL];
+    const waypoint = gateway !== undefined && gateway !== '' && isWaypoint(pod.metadata?.namespace ?? '', gateway);
+    if (!(ztunnel || waypoint) || annotations['prometheus.io/scrape'] !== 'true') continue;
+    if (pod.status?.phase !== 'Running' || !pod.status.podIP) continue;
+    const port = annotations['prometheus.io/port'] ?? '15020';
+    if (!/^\d{1,5}$/.test(port) || Number(port) > 65_535) continue;
+    const path = annotations['prometheus.io/path'] ?? (waypoint ? '/stats/prometheus' : '/metrics');
+    const host = pod.status.podIP.includes(':') ? `[${pod.status.podIP}]` : pod.status.podIP;
+    try {
+      out.add(new URL(`http://${host}:${port}${path.startsWith('/') ? path : `/${path}`}`).href);
+    } catch {
+      // A pod IP or path that makes no URL: not a target.
+    }
+  }
+  return [...out].sort();
 }
 
 async function readCapped(res: Response, maxBytes: number): Promise<string | undefined> {

@@ -96,11 +96,12 @@ spec:
 `;
 
 /** The control plane on MESH, with the db Service's target port `dbPort` (where the db pod's app listens). */
-async function startLocalControlPlane(t: ExecutionContext, pki: TestPki, options: { meshCacheMs?: number; dbPort?: number } = {}): Promise<ControlPlane> {
+async function startLocalControlPlane(t: ExecutionContext, pki: TestPki, options: { meshCacheMs?: number; dbPort?: number; extra?: string } = {}): Promise<ControlPlane> {
   const root = await tempDir(t);
   const dir = join(root, 'mesh');
   await mkdir(dir);
   await writeFile(join(dir, 'mesh.yaml'), MESH.replace('DB_PORT', String(options.dbPort ?? 5432)));
+  if (options.extra) await writeFile(join(dir, 'extra.yaml'), options.extra);
   await writeFile(join(root, 'tokens'), 'db-token shop/db\n');
   const config = parseControlPlaneConfig(
     { 'config-dir': dir, 'static-tokens': join(root, 'tokens'), 'listen-address': '127.0.0.1', 'grpc-port': '0', 'monitoring-port': '0', 'readiness-port': '0' },
@@ -304,7 +305,7 @@ test('/mesh.json: a real ztunnel\'s metrics after real traffic, a waypoint\'s sp
   t.is(cp.meshTargets().length, 6);
 });
 
-test('/mesh.json is cached briefly, and a new target list is scraped at once; MESH_SCRAPE_TARGETS configures the list', async (t) => {
+test('/mesh.json is cached briefly, and a new target list is scraped at once; ztunnel pods are found; MESH_SCRAPE_TARGETS configures the list', async (t) => {
   const pki = testPki();
   t.teardown(() => pki.close());
   let scrapes = 0;
@@ -312,16 +313,36 @@ test('/mesh.json is cached briefly, and a new target list is scraped at once; ME
     scrapes++;
     return { status: 200, body: 'x 1\n' };
   });
-  const cp = await startLocalControlPlane(t, pki, { meshCacheMs: 60_000 });
+  let nodeScrapes = 0;
+  const nodeUrl = await rawServer(t, () => {
+    nodeScrapes++;
+    return { status: 200, body: 'y 1\nz 2\n' };
+  });
+  // A ztunnel pod of the DaemonSet, as deploy/daemonset.yaml annotates it: scraped without being configured.
+  const ztunnelPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: ztunnel-abcde
+  namespace: istio-system
+  labels: {app: ztunnel}
+  annotations: {prometheus.io/scrape: "true", prometheus.io/port: "${new URL(nodeUrl).port}", prometheus.io/path: /metrics}
+spec: {nodeName: node-z, serviceAccountName: ztunnel}
+status: {phase: Running, podIP: 127.0.0.1}
+`;
+  const cp = await startLocalControlPlane(t, pki, { meshCacheMs: 60_000, extra: ztunnelPod });
   const first = await meshJson(cp);
   const again = await meshJson(cp);
   t.is(again.generatedAt, first.generatedAt);
+  t.deepEqual(first.targets, [{ url: nodeUrl, up: true, samples: 2, problems: [] }]);
+  t.is(nodeScrapes, 1);
   t.is(scrapes, 0);
   cp.setMeshTargets([url]);
   const third = await meshJson(cp);
   await meshJson(cp);
   t.is(scrapes, 1);
-  t.deepEqual(third.targets, [{ url, up: true, samples: 1, problems: [] }]);
+  t.is(nodeScrapes, 2);
+  t.deepEqual(third.targets.map((x) => x.url), [url, nodeUrl], 'configured first, then discovered');
+  t.deepEqual(cp.meshTargets(), [url]);
 
   const parsed = parseControlPlaneConfig({ 'mesh-scrape-targets': `${url}, http://[::1]:15020/stats/prometheus` }, { CONFIG_DIR: '/x' });
   t.deepEqual(parsed.ok ? parsed.value.meshScrapeTargets : parsed.errors, [url, 'http://[::1]:15020/stats/prometheus']);
