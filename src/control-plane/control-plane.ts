@@ -64,6 +64,11 @@ export interface ControlPlaneOptions {
   readonly meshTargets?: readonly string[];
   /** How long the `/mesh.json` graph is reused (1000 ms). */
   readonly meshCacheMs?: number;
+  /**
+   * Whether `/mesh` also scrapes the ztunnel and waypoint pods that carry Prometheus scrape annotations (true);
+   * false when their pod IPs do not reach their stats ports (`make demo` gives the ports itself).
+   */
+  readonly meshDiscovery?: boolean;
 }
 
 export interface ControlPlanePorts {
@@ -153,6 +158,7 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
     targets: options.meshTargets ?? config.meshScrapeTargets,
     logger: log,
     ...(options.meshCacheMs !== undefined ? { cacheMs: options.meshCacheMs } : {}),
+    ...(options.meshDiscovery !== undefined ? { discover: options.meshDiscovery } : {}),
   });
   const monitoring = await startHttpListener({ host: config.listenAddress, port: config.monitoringPort, logger: log, name: 'monitoring' }, async (req, res, url) => {
     // The live mesh page and its JSON (mesh-page.ts).

@@ -28,6 +28,8 @@ export interface MeshPageOptions {
   readonly logger: Logger;
   /** How long one graph is reused (1000 ms). */
   readonly cacheMs?: number;
+  /** Also scrape the ztunnel and waypoint pods with Prometheus scrape annotations (true). */
+  readonly discover?: boolean;
   readonly scrape?: ScrapeOptions;
 }
 
@@ -107,6 +109,7 @@ export function createMeshPage(options: MeshPageOptions): MeshPage {
   };
 
   const scrapeList = (): readonly string[] => {
+    if (options.discover === false) return targets;
     const isWaypoint = (namespace: string, name: string): boolean => {
       const gw = options.translator.object('Gateway', namespace, name) as Gateway | undefined;
       return gw !== undefined && isWaypointGateway(options.translator.view, gw);

@@ -96,7 +96,7 @@ spec:
 `;
 
 /** The control plane on MESH, with the db Service's target port `dbPort` (where the db pod's app listens). */
-async function startLocalControlPlane(t: ExecutionContext, pki: TestPki, options: { meshCacheMs?: number; dbPort?: number; extra?: string } = {}): Promise<ControlPlane> {
+async function startLocalControlPlane(t: ExecutionContext, pki: TestPki, options: { meshCacheMs?: number; dbPort?: number; extra?: string; meshDiscovery?: boolean } = {}): Promise<ControlPlane> {
   const root = await tempDir(t);
   const dir = join(root, 'mesh');
   await mkdir(dir);
@@ -108,7 +108,12 @@ async function startLocalControlPlane(t: ExecutionContext, pki: TestPki, options
     {},
   );
   if (!config.ok) throw new Error(config.errors.join('; '));
-  const cp = await startControlPlane(config.value, { logger: captureLog().logger, ca: pki.ca, meshCacheMs: options.meshCacheMs ?? 0 });
+  const cp = await startControlPlane(config.value, {
+    logger: captureLog().logger,
+    ca: pki.ca,
+    meshCacheMs: options.meshCacheMs ?? 0,
+    ...(options.meshDiscovery !== undefined ? { meshDiscovery: options.meshDiscovery } : {}),
+  });
   t.teardown(() => cp.close());
   await cp.ready;
   return cp;
@@ -343,6 +348,10 @@ status: {phase: Running, podIP: 127.0.0.1}
   t.is(nodeScrapes, 2);
   t.deepEqual(third.targets.map((x) => x.url), [url, nodeUrl], 'configured first, then discovered');
   t.deepEqual(cp.meshTargets(), [url]);
+  // Without discovery only the configured list is scraped.
+  const quiet = await startLocalControlPlane(t, pki, { extra: ztunnelPod, meshDiscovery: false });
+  t.deepEqual((await meshJson(quiet)).targets, []);
+  t.is(nodeScrapes, 2);
 
   const parsed = parseControlPlaneConfig({ 'mesh-scrape-targets': `${url}, http://[::1]:15020/stats/prometheus` }, { CONFIG_DIR: '/x' });
   t.deepEqual(parsed.ok ? parsed.value.meshScrapeTargets : parsed.errors, [url, 'http://[::1]:15020/stats/prometheus']);
