@@ -1,6 +1,7 @@
 import type { LogLevel } from '../core/logger.ts';
 import { fail, ok, type Result } from '../core/result.ts';
 import { parseServiceAccounts, type ServiceAccountRef } from './ca-auth.ts';
+import { parseMeshTargets } from './mesh-scrape.ts';
 
 /**
  * The one config object of `ambientd control-plane`. `parseControlPlaneConfig` is pure: flags and the environment
@@ -56,6 +57,8 @@ export interface ControlPlaneConfig {
   readonly logLevel: LogLevel;
   /** `--waypoint-image` / `WAYPOINT_IMAGE` (`ambient-node:0.1.0`): the image of waypoint Deployments (kubernetes mode). */
   readonly waypointImage: string;
+  /** `--mesh-scrape-targets` / `MESH_SCRAPE_TARGETS` (none): comma list of metrics URLs the `/mesh` page scrapes. */
+  readonly meshScrapeTargets: readonly string[];
 }
 
 export const ControlPlaneEnv = {
@@ -80,6 +83,7 @@ export const ControlPlaneEnv = {
   autoAllowWaypointPolicy: 'PILOT_AUTO_ALLOW_WAYPOINT_POLICY',
   logLevel: 'LOG_LEVEL',
   waypointImage: 'WAYPOINT_IMAGE',
+  meshScrapeTargets: 'MESH_SCRAPE_TARGETS',
 } as const;
 
 /** Flags and the variable each overrides. */
@@ -98,6 +102,7 @@ export const CONTROL_PLANE_FLAGS: Readonly<Record<string, string>> = Object.free
   'static-tokens': ControlPlaneEnv.staticTokens,
   'log-level': ControlPlaneEnv.logLevel,
   'waypoint-image': ControlPlaneEnv.waypointImage,
+  'mesh-scrape-targets': ControlPlaneEnv.meshScrapeTargets,
 });
 
 export const DEFAULT_WAYPOINT_IMAGE = 'ambient-node:0.1.0';
@@ -158,6 +163,10 @@ export function parseControlPlaneConfig(flags: Readonly<Record<string, string>>,
   const logLevel = LOG_LEVELS.find((l) => l === levelText);
   if (!logLevel) errors.push(`${levelKey}: "${levelText}" must be one of ${LOG_LEVELS.join(', ')}`);
 
+  const [meshKey, meshText] = pick(ControlPlaneEnv.meshScrapeTargets);
+  const meshTargets = parseMeshTargets((meshText ?? '').split(',').map((u) => u.trim()).filter(Boolean));
+  if (!meshTargets.ok) errors.push(...meshTargets.errors.map((e) => `${meshKey}: ${e}`));
+
   const config: ControlPlaneConfig = {
     mode: configDir !== undefined ? 'local' : 'kubernetes',
     configDir,
@@ -181,6 +190,7 @@ export function parseControlPlaneConfig(flags: Readonly<Record<string, string>>,
     autoAllowWaypointPolicy: bool(ControlPlaneEnv.autoAllowWaypointPolicy, false),
     logLevel: logLevel ?? 'info',
     waypointImage: text(ControlPlaneEnv.waypointImage, DEFAULT_WAYPOINT_IMAGE),
+    meshScrapeTargets: meshTargets.ok ? meshTargets.value : [],
   };
   if (errors.length > 0) return fail(...errors);
   return ok(Object.freeze(config));

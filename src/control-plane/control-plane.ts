@@ -18,6 +18,7 @@ import { sendText, startHttpListener } from '../core/http-listener.ts';
 import { startRootCertPublisher } from './root-cert-publisher.ts';
 import type { Pod } from './kube-objects.ts';
 import { startKubeSource, type KubeSource } from './kube-source.ts';
+import { createMeshPage } from './mesh-page.ts';
 import { startStatusWriter } from './status-writer.ts';
 import { Translator, type TranslatorExtension } from './translator.ts';
 
@@ -59,6 +60,15 @@ export interface ControlPlaneOptions {
   readonly waypointController?: WaypointControllerFactory;
   /** Informer retry delays (tests). */
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  /** Metrics URLs the `/mesh` page scrapes (ztunnels' and waypoints'); default `config.meshScrapeTargets`. */
+  readonly meshTargets?: readonly string[];
+  /** How long the `/mesh.json` graph is reused (1000 ms). */
+  readonly meshCacheMs?: number;
+  /**
+   * Whether `/mesh` also scrapes the ztunnel and waypoint pods that carry Prometheus scrape annotations (true);
+   * false when their pod IPs do not reach their stats ports (`make demo` gives the ports itself).
+   */
+  readonly meshDiscovery?: boolean;
 }
 
 export interface ControlPlanePorts {
@@ -79,6 +89,9 @@ export interface ControlPlane extends Handle {
   /** The trust root clients must verify 15012 with. */
   rootCertPem(): string;
   xdsStats(): ReturnType<XdsService['stats']>;
+  /** Replaces the `/mesh` page's metrics URLs (absolute http/https; throws `CP_MESH_TARGET_INVALID`). */
+  setMeshTargets(urls: readonly string[]): void;
+  meshTargets(): readonly string[];
 }
 
 async function loadCa(config: ControlPlaneConfig, options: ControlPlaneOptions): Promise<CertificateAuthority> {
@@ -139,7 +152,17 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
   let waypoints: Handle | undefined;
   let kubeConfig: KubeConfig | undefined;
 
+  const meshPage = createMeshPage({
+    snapshot,
+    translator,
+    targets: options.meshTargets ?? config.meshScrapeTargets,
+    logger: log,
+    ...(options.meshCacheMs !== undefined ? { cacheMs: options.meshCacheMs } : {}),
+    ...(options.meshDiscovery !== undefined ? { discover: options.meshDiscovery } : {}),
+  });
   const monitoring = await startHttpListener({ host: config.listenAddress, port: config.monitoringPort, logger: log, name: 'monitoring' }, async (req, res, url) => {
+    // The live mesh page and its JSON (mesh-page.ts).
+    if (await meshPage.route(req, res, url)) return;
     if (url.pathname === '/debug/problems' && req.method === 'GET') {
       // Every object whose translation found problems, with what and its conditions: the counts' details.
       const body = JSON.stringify(translator.problems(), null, 2);
@@ -258,6 +281,8 @@ export async function startControlPlane(config: ControlPlaneConfig, options: Con
     ports: () => ({ grpc: grpc?.address().port ?? 0, monitoring: monitoring.address().port, readiness: readinessServer.address().port }),
     rootCertPem: () => rootPem,
     xdsStats: () => xds?.stats() ?? { streams: 0, acks: 0, nacks: 0, pushes: 0, ignoredRequests: 0 },
+    setMeshTargets: (urls) => meshPage.setTargets(urls),
+    meshTargets: () => meshPage.targets(),
     close,
   };
 }

@@ -127,6 +127,9 @@ export const ErrorCode = {
   DEMO_ALREADY_RUNNING: 'DEMO_ALREADY_RUNNING',
   DEMO_BAD_EXAMPLE: 'DEMO_BAD_EXAMPLE',
   DEMO_START_FAILED: 'DEMO_START_FAILED',
+  // control plane mesh page (/mesh, /mesh.json: the scrape of the data plane's metrics)
+  CP_MESH_TARGET_INVALID: 'CP_MESH_TARGET_INVALID',
+  CP_MESH_SCRAPE_FAILED: 'CP_MESH_SCRAPE_FAILED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
