@@ -1,6 +1,6 @@
 import { formatSpiffeId } from '../identity/spiffe.ts';
 import type { GatewayAddress, Service, Workload } from '../workload-api/types.ts';
-import type { PromSample } from './prometheus-text.ts';
+import type { PromSample } from '../core/prometheus-text.ts';
 
 /**
  * The mesh as a graph, for the control plane's live page (`/mesh`, `/mesh.json`; docs/mesh-page.md): the workloads

@@ -3,7 +3,7 @@ import { errorMessage, MeshError } from '../core/errors.ts';
 import { fail, ok, type Result } from '../core/result.ts';
 import type { Pod } from './kube-objects.ts';
 import type { ScrapeInput } from './mesh-graph.ts';
-import { parsePrometheusText } from './prometheus-text.ts';
+import { parsePrometheusText } from '../core/prometheus-text.ts';
 
 /**
  * Scraping the data plane's metrics for the mesh page: one GET per target, in parallel, each with a deadline

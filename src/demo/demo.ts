@@ -13,7 +13,7 @@ import { gatewayFeed, waypointControllerHook } from '../control-plane/waypoint-h
 import { ErrorCode } from '../core/error-codes.ts';
 import { MeshError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
-import { parsePrometheusText, type MetricSample } from '../core/prometheus-text.ts';
+import { parsePrometheusText, type PromSample } from '../core/prometheus-text.ts';
 import { namedNetnsPath } from '../sys/netns.ts';
 import { parseZtunnelConfig } from '../ztunnel/config.ts';
 import { startZtunnel, type Ztunnel } from '../ztunnel/ztunnel.ts';
@@ -95,9 +95,9 @@ async function until(condition: () => boolean | Promise<boolean>, what: string, 
   }
 }
 
-async function scrape(url: string): Promise<MetricSample[]> {
+async function scrape(url: string): Promise<PromSample[]> {
   const res = await fetch(url);
-  return parsePrometheusText(await res.text());
+  return [...parsePrometheusText(await res.text()).samples];
 }
 
 /** The env of a container with the downward-API fields kubelet fills in. */
@@ -159,6 +159,8 @@ export async function startDemo(config: DemoConfig, examples: readonly ExampleOb
       extraCollections: L7_COLLECTIONS,
       waypointController: waypointControllerHook({ image: cpParsed.value.waypointImage, localCommand: [], feed: gatewayFeed() }),
       backoff: { initialMs: 50, maxMs: 1000 },
+      // The demo names the data plane's metrics itself (below): the pods' own addresses are inside their namespaces.
+      meshDiscovery: false,
     });
     closers.push(() => cp.close());
     await cp.ready;
@@ -266,9 +268,16 @@ export async function startDemo(config: DemoConfig, examples: readonly ExampleOb
       await until(() => api.get('deployments', namespace, name) !== undefined, `the control plane to create the waypoint Deployment ${namespace}/${name}`);
       const deployment = api.get('deployments', namespace, name) as KubeObjectJson;
       const template = (deployment['spec'] as { template: { metadata: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: Record<string, unknown> & { serviceAccountName?: string; containers: Array<{ env?: [] }> } } }).template;
-      const podName = `${name}-${Math.random().toString(36).slice(2, 7)}`;
+      // As the Deployment controller names them: <deployment>-<pod-template-hash>-<5 chars>, owned by that ReplicaSet.
+      const hash = Math.random().toString(36).slice(2, 12);
+      const replicaSet = `${name}-${hash}`;
+      const podName = `${replicaSet}-${Math.random().toString(36).slice(2, 7)}`;
       const sa = template.spec.serviceAccountName ?? 'default';
-      api.create('pods', { metadata: { name: podName, namespace, labels: template.metadata.labels ?? {}, annotations: template.metadata.annotations ?? {} }, spec: { ...template.spec, nodeName: a.name }, status: { phase: 'Pending' } } as Parameters<FakeKube['create']>[1]);
+      api.create('pods', {
+        metadata: {
+          name: podName, namespace, labels: { ...template.metadata.labels, 'pod-template-hash': hash }, annotations: template.metadata.annotations ?? {},
+          ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: replicaSet, uid: `${deployment.metadata?.uid ?? ''}-rs`, controller: true }],
+        }, spec: { ...template.spec, nodeName: a.name }, status: { phase: 'Pending' } } as Parameters<FakeKube['create']>[1]);
       const token = `waypoint-${namespace}-${name}`;
       api.registerToken(token, { username: `system:serviceaccount:${namespace}:${sa}`, audiences: ['istio-ca'], extra: { [NODE_NAME_EXTRA]: [a.name] } });
       const pod = await runPod(api.get('pods', namespace, podName) as KubeObjectJson, (ip) => ({
@@ -287,6 +296,12 @@ export async function startDemo(config: DemoConfig, examples: readonly ExampleOb
       waypoints.push({ key: `${namespace}/${name}`, pod, statsPort: stats.port, readyPort: ready.port });
       await until(async () => (await fetch(`http://127.0.0.1:${ready.port}/healthz/ready`)).status === 200, `waypoint ${namespace}/${name} to be ready`, 60_000);
     }
+
+    // The mesh page draws what the ztunnels' and the waypoint's metrics say.
+    cp.setMeshTargets([
+      ...[...ztunnels.values()].map((zt) => `http://127.0.0.1:${zt.ports().stats}/metrics`),
+      ...waypoints.map((w) => `http://127.0.0.1:${w.statsPort}/stats/prometheus`),
+    ]);
 
     // ---- the mesh settles: every captured pod an HBONE workload everywhere, the policy at ratings' ztunnel ----
     progress('waiting for every ztunnel to know every pod, service and policy');

@@ -1,4 +1,4 @@
-import { sumSamples, type MetricSample } from '../core/prometheus-text.ts';
+import { sumSamples, type PromSample } from '../core/prometheus-text.ts';
 
 /**
  * The demo's report, a pure function of what it observed: the pods and their identities, what each call's
@@ -50,8 +50,8 @@ export interface DemoObservation {
   /** The policy expected to refuse a caller: its name and the `from` of the call it refuses. */
   readonly denial: { readonly policy: string; readonly from: string; readonly service: string };
   /** Metric samples, the difference between after and before the traffic run, by component. */
-  readonly ztunnelMetrics: Readonly<Record<string, readonly MetricSample[]>>;
-  readonly waypointMetrics: readonly MetricSample[];
+  readonly ztunnelMetrics: Readonly<Record<string, readonly PromSample[]>>;
+  readonly waypointMetrics: readonly PromSample[];
 }
 
 export interface Verdict {
@@ -69,8 +69,8 @@ const CLOSED = 'istio_tcp_connections_closed_total';
 const REQUESTS = 'istio_requests_total';
 
 /** The per-label-set difference `after - before` of counters (samples absent before count from 0). */
-export function metricDelta(before: readonly MetricSample[], after: readonly MetricSample[]): MetricSample[] {
-  const key = (s: MetricSample) => `${s.name}${JSON.stringify(Object.entries(s.labels).sort())}`;
+export function metricDelta(before: readonly PromSample[], after: readonly PromSample[]): PromSample[] {
+  const key = (s: PromSample) => `${s.name}${JSON.stringify(Object.entries(s.labels).sort())}`;
   const old = new Map(before.map((s) => [key(s), s.value]));
   return after.map((s) => ({ ...s, value: s.value - (old.get(key(s)) ?? 0) })).filter((s) => s.value !== 0);
 }
@@ -91,7 +91,7 @@ interface ConnectionRow {
  * Connections per source and destination workload, as the destination's ztunnel counted them; a pair only a
  * source ztunnel saw (its destination is not captured, e.g. the waypoint) as the source counted it.
  */
-export function connectionRows(ztunnelMetrics: Readonly<Record<string, readonly MetricSample[]>>): ConnectionRow[] {
+export function connectionRows(ztunnelMetrics: Readonly<Record<string, readonly PromSample[]>>): ConnectionRow[] {
   const rows = new Map<string, ConnectionRow>();
   const collect = (reporter: 'destination' | 'source', skip: ReadonlySet<string>) => {
     for (const samples of Object.values(ztunnelMetrics)) {

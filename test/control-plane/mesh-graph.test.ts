@@ -1,6 +1,6 @@
 import test from 'ava';
 import { buildMeshGraph, HTTP_REQUESTS, TCP_CLOSED, TCP_OPENED, type MeshGraphInput, type ScrapeInput } from '../../src/control-plane/mesh-graph.ts';
-import type { PromSample } from '../../src/control-plane/prometheus-text.ts';
+import type { PromSample } from '../../src/core/prometheus-text.ts';
 import { spiffeId } from '../../src/identity/spiffe.ts';
 import { httpLabels } from '../../src/waypoint/metrics.ts';
 import type { Service, Workload } from '../../src/workload-api/types.ts';

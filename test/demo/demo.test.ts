@@ -100,6 +100,19 @@ test.serial('make demo: the report, the URLs, a second demo refused, and Ctrl-C 
   t.is((await fetch(url('node agent node-a metrics'))).status, 200);
   t.is((await fetch(url('control plane metrics'))).status, 200);
 
+  // The control plane's live page draws what the data plane counted: the denial, mTLS, the waypoint's split.
+  const page = await fetch(url('mesh page'));
+  t.is(page.status, 200);
+  t.regex(await page.text(), /<svg|createElementNS/);
+  interface Edge { from: string; to: string; tcp?: { mtls: number; denied: number }; http?: { requests: number; split: Array<{ version: string }> } }
+  const mesh = (await (await fetch(`${url('mesh page')}.json`)).json()) as { edges: Edge[]; targets: Array<{ up: boolean }> };
+  t.is(mesh.targets.length, 3);
+  t.true(mesh.targets.every((target) => target.up));
+  t.is(mesh.edges.find((e) => e.from === 'wl:web/tester' && e.to === 'wl:shop/ratings')?.tcp?.denied, 5);
+  t.is(mesh.edges.find((e) => e.from === 'wl:web/frontend' && e.to === 'wl:shop/ratings')?.tcp?.mtls, 1);
+  const toV2 = mesh.edges.find((e) => e.from === 'wp:shop/waypoint' && e.to === 'wl:shop/reviews-v2');
+  t.is(toV2?.http?.split[0]?.version, 'v2');
+
   // Two nodes, their bridge, five pods and the waypoint pod.
   const made = await namespacesWith(prefix);
   t.is(made.length, 9, made.join(' '));

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { createMetricsRegistry, exposition, renderPrometheus } from '../../src/core/metrics.ts';
-import { parsePrometheusText } from '../../src/control-plane/prometheus-text.ts';
+import { parsePrometheusText } from '../../src/core/prometheus-text.ts';
 import { connectionLabels, createL4Metrics } from '../../src/ztunnel/metrics.ts';
 import { testWorkload } from '../helpers/mesh.ts';
 
