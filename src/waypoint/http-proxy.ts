@@ -332,6 +332,7 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
           signal: tryAbort.signal,
           traceparent,
           clientAddress: ctx.remoteAddress,
+          connectionPool: pool,
         });
         const grpc = response.headers['grpc-status'];
         tryOutcome = { kind: 'response', status: response.status, grpcStatus: grpc === undefined ? undefined : Number(grpc) };
