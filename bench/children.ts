@@ -3,6 +3,8 @@
  * tracked, and killed when the benchmark stops, exits or is interrupted (see `cleanupOnExit`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 
 export interface Child {
   readonly name: string;
@@ -17,6 +19,10 @@ export interface Child {
 export interface StartOptions {
   /** Added to (and overriding) this process's environment. */
   readonly env?: Record<string, string>;
+  /** A file descriptor for the child's stdout instead of a pipe (a busy logger's lines to a file). */
+  readonly stdoutFd?: number;
+  /** Run on these CPUs only (`taskset -c`; the pid is still the command's own). */
+  readonly cpus?: string;
 }
 
 const children = new Set<Child>();
@@ -24,7 +30,8 @@ const children = new Set<Child>();
 /** Starts `command args` with piped stdio and tracks it until it exits. */
 export function start(name: string, command: string, args: readonly string[], options: StartOptions = {}): Child {
   // stdin is a pipe that is never written: our node children exit when it closes (if we die).
-  const proc = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+  const [file, argv] = options.cpus ? ['taskset', ['-c', options.cpus, command, ...args]] : [command, args];
+  const proc = spawn(file, argv, { stdio: ['pipe', options.stdoutFd ?? 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   proc.stdin?.on('error', () => {});
   let out = '';
   let err = '';
@@ -90,3 +97,61 @@ export function cleanupOnExit(extra: ExitCleanup = {}): void {
     });
   }
 }
+
+/** How long a child gets to print its ready line. */
+export const READY_TIMEOUT_MS = 15_000;
+
+/** Rejects with `what timed out` after `ms`. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Resolves with the first stdout line matching `test`; rejects if the child exits first. */
+export async function readyLine<T>(child: Child, test: (line: string) => T | undefined, stream: 'stdout' | 'stderr' = 'stdout', timeoutMs = READY_TIMEOUT_MS): Promise<T> {
+  const source = child.proc[stream];
+  if (!source) throw new Error(`${child.name}: no ${stream}`);
+  const lines = createInterface({ input: source });
+  const found = new Promise<T>((resolve, reject) => {
+    lines.on('line', (line) => {
+      const value = test(line);
+      if (value !== undefined) {
+        lines.close();
+        resolve(value);
+      }
+    });
+    void child.exited.then((code) => reject(new Error(`${child.name} exited (${code}) before it was ready: ${child.stderr().trim()}`)));
+  });
+  try {
+    return await withTimeout(found, timeoutMs, `${child.name} start`);
+  } finally {
+    lines.close();
+    source.resume(); // keep draining so the child never blocks on a full pipe
+  }
+}
+
+
+/**
+ * Resolves once the kernel lists 127.0.0.1:`port` as listening, for programs that print no ready line
+ * (stunnel at level `warning`, nginx) and where a probe connection would be forwarded to the target.
+ */
+export async function listening(child: Child, port: number): Promise<void> {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (!running(child)) throw new Error(`${child.name} exited: ${child.stderr().trim()}`);
+    const listening = readFileSync('/proc/net/tcp', 'utf8')
+      .split('\n')
+      .some((row) => {
+        const cols = row.trim().split(/\s+/);
+        return cols[1] === local && cols[3] === '0A'; // 0A = TCP_LISTEN
+      });
+    if (listening) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`${child.name} did not listen on ${port}: ${child.stderr().trim()}`);
+}
+

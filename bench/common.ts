@@ -1,5 +1,7 @@
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { once } from 'node:events';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { basename, join } from 'node:path';
 import { TLS_CIPHERS } from '../src/hbone/settings.ts';
 import type { CertificateAuthority } from '../src/identity/ca.ts';
 import { CertManager } from '../src/identity/cert-manager.ts';
@@ -73,6 +75,14 @@ export function iperfResult(exitCode: number | null, stdout: string, stderr: str
   return { gbps: bps / 1e9, bytes, proxyCpuSeconds: round(proxyCpuSeconds, 2), proxyCpuSecondsPerGB: round(proxyCpuSeconds / (bytes / 1e9), 3) };
 }
 
+/** A stunnel configuration file from its options (`[name]` keys start a service section). */
+export function stunnelConfig(lines: Record<string, string | string[]>): string {
+  return Object.entries(lines)
+    .flatMap(([key, value]) => (Array.isArray(value) ? value : [value]).map((v) => (key.startsWith('[') ? key : `${key} = ${v}`)))
+    .join('\n')
+    .concat('\n');
+}
+
 /** stunnel's global options for a benchmark process: foreground, no pid file, quiet. */
 export const STUNNEL_GLOBAL = { foreground: 'yes', pid: '', syslog: 'no', debug: 'warning' } as const;
 
@@ -80,3 +90,63 @@ export const STUNNEL_GLOBAL = { foreground: 'yes', pid: '', syslog: 'no', debug:
 export function stunnelTls(caFile: string) {
   return { sslVersionMin: 'TLSv1.3', ciphersuites: TLS_CIPHERS, CAfile: caFile, verify: '2', socket: ['l:TCP_NODELAY=1', 'r:TCP_NODELAY=1'] };
 }
+
+/** The port of a `{"ready":true,"port":N}` line (bench/hbone-proxy.ts, bench/echo-server.ts). */
+export const jsonReady = (line: string): number | undefined => {
+  try {
+    const parsed = JSON.parse(line) as { ready?: unknown; port?: unknown };
+    return parsed.ready === true && typeof parsed.port === 'number' ? parsed.port : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+/** A port that was free a moment ago (for programs that cannot bind port 0 and report it). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const server = createServer();
+  server.listen(0, host);
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+export interface CpuProfile {
+  readonly nodes: ReadonlyArray<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
+  readonly samples: readonly number[];
+  readonly timeDeltas: readonly number[];
+}
+
+/** Self time per function (name + file:line), largest first, from a V8 .cpuprofile. */
+export function summariseProfile(profile: CpuProfile, top = 15): { totalMs: number; rows: Array<{ fn: string; ms: number; pct: number }> } {
+  const byNode = new Map<number, string>();
+  for (const node of profile.nodes) {
+    const { functionName, url, lineNumber } = node.callFrame;
+    const where = url ? ` ${basename(url)}:${lineNumber + 1}` : '';
+    byNode.set(node.id, `${functionName || '(anonymous)'}${where}`);
+  }
+  const self = new Map<string, number>();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0;
+    const fn = byNode.get(id) ?? '?';
+    if (fn === '(idle)') return;
+    total += dt;
+    self.set(fn, (self.get(fn) ?? 0) + dt);
+  });
+  const rows = [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([fn, us]) => ({ fn, ms: Math.round(us / 100) / 10, pct: Math.round((1000 * us) / Math.max(1, total)) / 10 }));
+  return { totalMs: Math.round(total / 1000), rows };
+}
+
+/** Prints the top self-time functions of every .cpuprofile in `dir`. */
+export function printProfiles(dir: string): void {
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort()) {
+    const { totalMs, rows } = summariseProfile(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile);
+    console.log(`\n${join(dir, file)}: ${totalMs} ms on CPU (idle excluded), top self time:`);
+    for (const r of rows) console.log(`  ${r.pct.toFixed(1).padStart(5)}%  ${r.ms.toFixed(0).padStart(6)} ms  ${r.fn}`);
+  }
+}
+

@@ -13,19 +13,16 @@
  *   node dist/bench/hbone.js [--only direct,stunnel,node-tcp,hbone] [--iperf-seconds 8] [--rounds 3]
  *                            [--latency-seconds 10] [--cpu-prof-dir DIR] [--no-write]
  */
-import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, release as osRelease, platform } from 'node:os';
-import { basename, join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Http2Settings, TLS_CIPHERS } from '../src/hbone/settings.ts';
 import { CertificateAuthority } from '../src/identity/ca.ts';
 import { formatSpiffeId, spiffeId } from '../src/identity/spiffe.ts';
-import { cleanupOnExit, start, stop, stopAll, running, type Child } from './children.ts';
-import { cpuSeconds, iperfResult, round, STUNNEL_GLOBAL, stunnelTls, writeCertificates, type CertFiles, type ThroughputResult } from './common.ts';
+import { cleanupOnExit, listening, readyLine, start, stop, stopAll, withTimeout, type Child } from './children.ts';
+import { cpuSeconds, freePort, iperfResult, jsonReady, printProfiles, round, STUNNEL_GLOBAL, stunnelConfig, stunnelTls, writeCertificates, type CertFiles, type ThroughputResult } from './common.ts';
 import type { LatencyReport } from './latency-client.ts';
 
 const PATHS = ['direct', 'stunnel', 'node-tcp', 'hbone'] as const;
@@ -55,63 +52,12 @@ const rate = Number(values.rate);
 const STUNNEL = '/usr/bin/stunnel4';
 const IPERF3 = '/usr/bin/iperf3';
 const HOST = '127.0.0.1';
-const READY_TIMEOUT_MS = 15_000;
 const here = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 const resultsDir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 
 // ───────────────────────── child processes: every one is tracked and killed ─────────────────────────
 
 cleanupOnExit();
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Resolves with the first stdout line matching `test`; rejects if the child exits first. */
-async function readyLine<T>(child: Child, test: (line: string) => T | undefined, stream: 'stdout' | 'stderr' = 'stdout'): Promise<T> {
-  const source = child.proc[stream];
-  if (!source) throw new Error(`${child.name}: no ${stream}`);
-  const lines = createInterface({ input: source });
-  const found = new Promise<T>((resolve, reject) => {
-    lines.on('line', (line) => {
-      const value = test(line);
-      if (value !== undefined) {
-        lines.close();
-        resolve(value);
-      }
-    });
-    void child.exited.then((code) => reject(new Error(`${child.name} exited (${code}) before it was ready: ${child.stderr().trim()}`)));
-  });
-  try {
-    return await withTimeout(found, READY_TIMEOUT_MS, `${child.name} start`);
-  } finally {
-    lines.close();
-    source.resume(); // keep draining so the child never blocks on a full pipe
-  }
-}
-
-const jsonReady = (line: string): number | undefined => {
-  try {
-    const parsed = JSON.parse(line) as { ready?: unknown; port?: unknown };
-    return parsed.ready === true && typeof parsed.port === 'number' ? parsed.port : undefined;
-  } catch {
-    return undefined;
-  }
-};
-
-/** A port that was free a moment ago (for programs that cannot bind port 0 and report it). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, HOST);
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 // ───────────────────────── certificates ─────────────────────────
 
@@ -152,13 +98,6 @@ async function openPath(path: PathName, targetPort: number, ctx: PathContext): P
   }
 }
 
-function stunnelConfig(lines: Record<string, string | string[]>): string {
-  return Object.entries(lines)
-    .flatMap(([key, value]) => (Array.isArray(value) ? value : [value]).map((v) => (key.startsWith('[') ? key : `${key} = ${v}`)))
-    .join('\n')
-    .concat('\n');
-}
-
 async function openStunnel(targetPort: number, ctx: PathContext): Promise<OpenPath> {
   const common = STUNNEL_GLOBAL;
   const tls = stunnelTls(ctx.certs.rootsPem);
@@ -174,7 +113,7 @@ async function openStunnel(targetPort: number, ctx: PathContext): Promise<OpenPa
     ...tls,
   }));
   const server = start('stunnel server', STUNNEL, [serverConf]);
-  await stunnelBound(server, serverPort);
+  await listening(server, serverPort);
 
   const clientPort = await freePort();
   const clientConf = join(ctx.dir, `stunnel-client-${ctx.label}.conf`);
@@ -189,29 +128,8 @@ async function openStunnel(targetPort: number, ctx: PathContext): Promise<OpenPa
     ...tls,
   }));
   const client = start('stunnel client', STUNNEL, [clientConf]);
-  await stunnelBound(client, clientPort);
+  await listening(client, clientPort);
   return { port: clientPort, children: [client, server] };
-}
-
-/**
- * stunnel prints no ready line at level `warning`, and a probe connection to its client side would
- * be forwarded all the way to the target; so wait until the kernel lists the socket as listening.
- */
-async function stunnelBound(child: Child, port: number): Promise<void> {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (!running(child)) throw new Error(`${child.name} exited: ${child.stderr().trim()}`);
-    const listening = readFileSync('/proc/net/tcp', 'utf8')
-      .split('\n')
-      .some((row) => {
-        const cols = row.trim().split(/\s+/);
-        return cols[1] === local && cols[3] === '0A'; // 0A = TCP_LISTEN
-      });
-    if (listening) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`${child.name} did not listen on ${port}: ${child.stderr().trim()}`);
 }
 
 async function openHbone(targetPort: number, ctx: PathContext): Promise<OpenPath> {
@@ -274,36 +192,6 @@ async function latency(port: number): Promise<LatencyReport> {
 }
 
 // ───────────────────────── profiles ─────────────────────────
-
-interface CpuProfile {
-  readonly nodes: ReadonlyArray<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
-  readonly samples: readonly number[];
-  readonly timeDeltas: readonly number[];
-}
-
-/** Self time per function (name + file:line), largest first, from a V8 .cpuprofile. */
-export function summariseProfile(profile: CpuProfile, top = 15): { totalMs: number; rows: Array<{ fn: string; ms: number; pct: number }> } {
-  const byNode = new Map<number, string>();
-  for (const node of profile.nodes) {
-    const { functionName, url, lineNumber } = node.callFrame;
-    const where = url ? ` ${basename(url)}:${lineNumber + 1}` : '';
-    byNode.set(node.id, `${functionName || '(anonymous)'}${where}`);
-  }
-  const self = new Map<string, number>();
-  let total = 0;
-  profile.samples.forEach((id, i) => {
-    const dt = profile.timeDeltas[i] ?? 0;
-    const fn = byNode.get(id) ?? '?';
-    if (fn === '(idle)') return;
-    total += dt;
-    self.set(fn, (self.get(fn) ?? 0) + dt);
-  });
-  const rows = [...self]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, top)
-    .map(([fn, us]) => ({ fn, ms: Math.round(us / 100) / 10, pct: Math.round((1000 * us) / Math.max(1, total)) / 10 }));
-  return { totalMs: Math.round(total / 1000), rows };
-}
 
 // ───────────────────────── run ─────────────────────────
 
@@ -458,14 +346,6 @@ function readPrevious(): { date?: string; machine?: { node?: string }; rows?: Ar
     return JSON.parse(readFileSync(join(resultsDir, 'latest.json'), 'utf8')) as ReturnType<typeof readPrevious>;
   } catch {
     return undefined;
-  }
-}
-
-function printProfiles(dir: string): void {
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort()) {
-    const { totalMs, rows } = summariseProfile(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile);
-    console.log(`\n${join(dir, file)}: ${totalMs} ms on CPU (idle excluded), top self time:`);
-    for (const r of rows) console.log(`  ${r.pct.toFixed(1).padStart(5)}%  ${r.ms.toFixed(0).padStart(6)} ms  ${r.fn}`);
   }
 }
 

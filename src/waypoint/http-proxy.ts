@@ -53,12 +53,14 @@ export interface HttpProxyDeps {
 }
 
 const SHARED_JWKS = new JwksCache();
+const NOT_AUTHENTICATED = { kind: 'none' } as const;
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'http2-settings', 'trailer']);
 const MAX_BUFFERED_BODY = 1024 * 1024;
+const NO_BODY = Buffer.alloc(0);
 
 interface Outcome {
   status: number;
@@ -77,12 +79,28 @@ function headerBytes(headers: IncomingHttpHeaders | Record<string, string | stri
   return n;
 }
 
+const TRACEPARENT = /^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$/;
+const ZERO_TRACE = '0'.repeat(32);
+
+/** Random hex from a pool refilled 4 KiB at a time (one getrandom per 170 requests, not two per request). */
+let randomPool = Buffer.alloc(0);
+let randomAt = 0;
+function randomHex(bytes: number): string {
+  if (randomAt + bytes > randomPool.length) {
+    randomPool = randomBytes(4096);
+    randomAt = 0;
+  }
+  const hex = randomPool.toString('hex', randomAt, randomAt + bytes);
+  randomAt += bytes;
+  return hex;
+}
+
 /** A new traceparent continuing the request's trace (new parent span), or a new trace. */
 export function propagateTraceparent(incoming: string | undefined): string {
-  const m = incoming && /^00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$/.exec(incoming);
-  const span = randomBytes(8).toString('hex');
-  if (m && !/^0+$/.test(m[1] as string)) return `00-${m[1]}-${span}-${m[2]}`;
-  return `00-${randomBytes(16).toString('hex')}-${span}-00`;
+  const m = incoming ? TRACEPARENT.exec(incoming) : null;
+  const span = randomHex(8);
+  if (m && m[1] !== ZERO_TRACE) return `00-${m[1]}-${span}-${m[2]}`;
+  return `00-${randomHex(16)}-${span}-00`;
 }
 
 export function createHttpHandler(ctx: TunnelContext, deps: HttpProxyDeps): (req: Req, res: Res) => void {
@@ -180,7 +198,7 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
 
   // RequestAuthentication: a token that fails is refused; a verified one gives request.auth.*.
   const authentications = service ? deps.l7.requestAuthenticationsFor(service.namespace, service.hostname) : deps.l7.requestAuthenticationsFor('', '');
-  const jwt = await authenticate(authentications, headers, target.value.query, deps.jwks ?? SHARED_JWKS);
+  const jwt = authentications.length === 0 ? NOT_AUTHENTICATED : await authenticate(authentications, headers, target.value.query, deps.jwks ?? SHARED_JWKS);
   if (jwt.kind === 'invalid') {
     deps.log.info({ code: ErrorCode.WAYPOINT_JWT_INVALID, reason: jwt.reason, request_id: requestId }, 'JWT refused');
     return local(401, 'Jwt verification fails', undefined, `jwt_authn_access_denied{${jwt.reason.replace(/[^\w.: -]/g, '_')}}`, { 'www-authenticate': 'Bearer realm="http://' + authority + '", error="invalid_token"' });
@@ -253,6 +271,10 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   if (isGrpc) {
     body = req as Readable;
     replayable = false;
+  } else if (!isH2 && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
+    // An HTTP/1.1 request without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3).
+    body = NO_BODY;
+    req.resume();
   } else {
     const read = await readBody(req as Readable);
     requestBytes += read.bytes;
@@ -332,6 +354,7 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
           signal: tryAbort.signal,
           traceparent,
           clientAddress: ctx.remoteAddress,
+          connectionPool: pool,
         });
         const grpc = response.headers['grpc-status'];
         tryOutcome = { kind: 'response', status: response.status, grpcStatus: grpc === undefined ? undefined : Number(grpc) };

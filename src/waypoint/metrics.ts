@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram } from 'prom-client';
+import { Gauge } from 'prom-client';
 import type { Labels, MetricsRegistry } from '../core/metrics.ts';
 import type { SpiffeId } from '../identity/spiffe.ts';
 import { PEER_LABELS, peerLabels, UNKNOWN } from '../workload-api/peer-labels.ts';
@@ -38,23 +38,112 @@ export interface WaypointMetrics {
 }
 
 export function createWaypointMetrics(registry: MetricsRegistry, options: { buildTag?: string | undefined } = {}): WaypointMetrics {
-  const labelNames = [...HTTP_LABELS];
   const registers = [registry.prom];
-  const requests = new Counter({ name: 'istio_requests_total', help: 'Total number of requests handled by the waypoint.', labelNames, registers });
-  const duration = new Histogram({ name: 'istio_request_duration_milliseconds', help: 'Request duration in milliseconds.', labelNames, buckets: [...ENVOY_BUCKETS], registers });
-  const requestBytes = new Histogram({ name: 'istio_request_bytes', help: 'Request size in bytes (headers and body).', labelNames, buckets: [...ENVOY_BUCKETS], registers });
-  const responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'Response size in bytes (headers and body).', labelNames, buckets: [...ENVOY_BUCKETS], registers });
+  const series = new HttpSeries([...ENVOY_BUCKETS]);
+  for (const family of series.families()) registry.prom.registerMetric(family as never);
   const build = new Gauge({ name: 'istio_build', help: 'Istio component build info.', labelNames: ['component', 'tag'], registers });
   build.set({ component: 'proxy', tag: options.buildTag ?? UNKNOWN }, 1);
-  return {
-    record(r) {
-      const labels = r.labels as Record<string, string>;
-      requests.inc(labels);
-      duration.observe(labels, r.durationMs);
-      requestBytes.observe(labels, r.requestBytes);
-      responseBytes.observe(labels, r.responseBytes);
-    },
-  };
+  return { record: (r) => series.record(r) };
+}
+
+interface SeriesValues {
+  readonly labels: Readonly<Record<string, string>>;
+  count: number;
+  readonly duration: Bucketed;
+  readonly requestBytes: Bucketed;
+  readonly responseBytes: Bucketed;
+}
+
+interface Bucketed {
+  /** Per bucket (not cumulative), the last one +Inf. */
+  readonly counts: number[];
+  sum: number;
+}
+
+/** What prom-client's Registry reads from a metric to print it (the shape its own families return). */
+interface ExportedMetric {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'counter' | 'histogram';
+  readonly aggregator: 'sum';
+  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Array<{ labels: Record<string, string | number>; value: number; metricName?: string }> }>;
+  reset(): void;
+}
+
+/**
+ * The four request families kept by label set in one map, exported through prom-client's Registry as
+ * its own Counter and Histogram would print them. prom-client validates and hashes a 25-label object on
+ * every observe (four times per request); here a request costs one key string and one map lookup.
+ */
+class HttpSeries {
+  readonly #bounds: readonly number[];
+  readonly #series = new Map<string, SeriesValues>();
+
+  constructor(bounds: readonly number[]) {
+    this.#bounds = bounds;
+  }
+
+  record(r: HttpRequestRecord): void {
+    const labels = r.labels as Readonly<Record<string, string>>;
+    let key = '';
+    for (const name of HTTP_LABELS) key += `${labels[name]}\u0001`;
+    let s = this.#series.get(key);
+    if (!s) {
+      const ordered: Record<string, string> = {};
+      for (const name of HTTP_LABELS) ordered[name] = labels[name] as string;
+      const bucketed = (): Bucketed => ({ counts: new Array<number>(this.#bounds.length + 1).fill(0), sum: 0 });
+      s = { labels: ordered, count: 0, duration: bucketed(), requestBytes: bucketed(), responseBytes: bucketed() };
+      this.#series.set(key, s);
+    }
+    s.count++;
+    this.#observe(s.duration, r.durationMs);
+    this.#observe(s.requestBytes, r.requestBytes);
+    this.#observe(s.responseBytes, r.responseBytes);
+  }
+
+  #observe(b: Bucketed, value: number): void {
+    if (!Number.isFinite(value)) return;
+    const bounds = this.#bounds;
+    let i = 0;
+    while (i < bounds.length && value > (bounds[i] as number)) i++;
+    (b.counts[i] as number)++;
+    b.sum += value;
+  }
+
+  families(): ExportedMetric[] {
+    const series = this.#series;
+    const bounds = this.#bounds;
+    const counter = (name: string, help: string): ExportedMetric => ({
+      name, help, type: 'counter', aggregator: 'sum',
+      get: async () => ({ name, help, type: 'counter', aggregator: 'sum', values: [...series.values()].map((s) => ({ labels: s.labels, value: s.count })) }),
+      reset: () => series.clear(),
+    });
+    const histogram = (name: string, help: string, pick: (s: SeriesValues) => Bucketed): ExportedMetric => ({
+      name, help, type: 'histogram', aggregator: 'sum',
+      get: async () => {
+        const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
+        for (const s of series.values()) {
+          const b = pick(s);
+          let acc = 0;
+          bounds.forEach((le, i) => {
+            acc += b.counts[i] as number;
+            values.push({ labels: { ...s.labels, le }, value: acc, metricName: `${name}_bucket` });
+          });
+          values.push({ labels: { ...s.labels, le: '+Inf' }, value: s.count, metricName: `${name}_bucket` });
+          values.push({ labels: s.labels, value: b.sum, metricName: `${name}_sum` });
+          values.push({ labels: s.labels, value: s.count, metricName: `${name}_count` });
+        }
+        return { name, help, type: 'histogram', aggregator: 'sum', values };
+      },
+      reset: () => series.clear(),
+    });
+    return [
+      counter('istio_requests_total', 'Total number of requests handled by the waypoint.'),
+      histogram('istio_request_duration_milliseconds', 'Request duration in milliseconds.', (s) => s.duration),
+      histogram('istio_request_bytes', 'Request size in bytes (headers and body).', (s) => s.requestBytes),
+      histogram('istio_response_bytes', 'Response size in bytes (headers and body).', (s) => s.responseBytes),
+    ];
+  }
 }
 
 export interface LabelInput {

@@ -1,18 +1,21 @@
-import { request as h1request, type IncomingMessage } from 'node:http';
-import { connect as h2connect, constants as h2, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
-import { duplexPair, type Duplex, type Readable } from 'node:stream';
+import { request as h1request, type IncomingMessage, type RequestOptions } from 'node:http';
+import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { Duplex, duplexPair, type Readable } from 'node:stream';
 import { relay } from '../hbone/relay.ts';
 import { errorCode, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { HboneClient } from '../hbone/client.ts';
 import type { SpiffeId } from '../identity/spiffe.ts';
+import type { ConnectionPool } from '../workload-api/l7-types.ts';
 import type { Endpoint } from './destinations.ts';
+import { Http1Pool, type Http1PoolRequestOptions, type Http1Transport } from './http1-pool.ts';
 import type { TryOutcome } from './retry.ts';
 
 /**
  * One try of a request to one endpoint, over a new HBONE tunnel to `podIP:15008` (authority
- * `podIP:targetPort`) with the waypoint's identity: HTTP/1.1 on its own tunnel per request, HTTP/2 on
- * one session per endpoint, kept while it lives. A failure is a `TryFailure` naming its Envoy kind
+ * `podIP:targetPort`) with the waypoint's identity: HTTP/1.1 on kept-alive connections (one tunnel
+ * each) reused per endpoint and client (http1-pool.ts), HTTP/2 on one session per endpoint, kept while
+ * it lives. A failure is a `TryFailure` naming its Envoy kind
  * (connect failure, reset, refused stream), which the retry decision reads.
  */
 
@@ -29,6 +32,8 @@ export interface UpstreamRequest {
   readonly signal: AbortSignal;
   readonly traceparent: string;
   readonly clientAddress: string;
+  /** The destination's connection-pool limits (maxRequestsPerConnection, maxConnections). */
+  readonly connectionPool?: ConnectionPool | undefined;
 }
 
 export interface UpstreamResponse {
@@ -57,6 +62,23 @@ export interface UpstreamOptions {
   /** The HBONE port of the destination's ztunnel (15008). */
   readonly hbonePort: number;
   readonly logger: Logger;
+  /** How long an idle HTTP/1.1 upstream connection is kept (default HTTP1_IDLE_TIMEOUT_MS). */
+  readonly http1IdleTimeoutMs?: number;
+}
+
+/**
+ * Idle HTTP/1.1 upstream connections are closed after this long. Istio's default idle timeout is 1 h;
+ * ours is shorter because an idle connection holds a CONNECT stream, and so its HBONE connection, open.
+ */
+export const HTTP1_IDLE_TIMEOUT_MS = 60_000;
+
+/** A try that failed on a reused HTTP/1.1 connection before any response byte. */
+class ReusedConnectionReset extends Error {
+  readonly failure: TryFailure;
+  constructor(failure: TryFailure) {
+    super(failure.message);
+    this.failure = failure;
+  }
 }
 
 /**
@@ -86,14 +108,75 @@ export function copyingDuplexPair(): [Duplex, Duplex] {
   return [a, b];
 }
 
+/**
+ * A socket-like duplex straight over an HBONE tunnel stream, for node's HTTP/1.1 client (one stream hop
+ * less than socketOver's pair and relay, on every request). It has no _writev and turns strings into
+ * Buffers, so the HTTP/2 stream never gets the corked latin1-string writev that corrupts bytes (see
+ * socketOver). A clean close half-closes the tunnel (END_STREAM, the app sees FIN) and lets the peer
+ * finish; a close on an error, or before the exchange is over, cancels the stream (RST_STREAM CANCEL).
+ */
+export class TunnelSocket extends Duplex {
+  readonly #stream: ClientHttp2Stream;
+
+  constructor(stream: ClientHttp2Stream) {
+    super();
+    this.#stream = stream;
+    stream.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) stream.pause();
+    });
+    stream.once('end', () => this.push(null));
+    stream.on('error', (err) => this.destroy(err));
+    stream.once('close', () => {
+      if (this.destroyed) return;
+      if (this.readableEnded) this.destroy();
+      else this.destroy(Object.assign(new Error('the upstream tunnel closed'), { code: 'ECONNRESET' }));
+    });
+  }
+
+  override _read(): void {
+    this.#stream.resume();
+  }
+
+  override _write(chunk: Buffer | string, encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    this.#stream.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk, callback);
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this.#stream.end(callback);
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    const stream = this.#stream;
+    if (!stream.destroyed && !stream.closed) {
+      if (err || !stream.writable) stream.close(h2.NGHTTP2_CANCEL);
+      else {
+        stream.end();
+        stream.resume(); // what still arrives is dropped; the peer's END_STREAM closes the stream
+        setTimeout(() => stream.close(h2.NGHTTP2_CANCEL), TUNNEL_LINGER_MS).unref();
+      }
+    }
+    callback(err);
+  }
+}
+
+/** How long a cleanly closed HTTP/1.1 connection waits for the upstream to close its side of the tunnel. */
+const TUNNEL_LINGER_MS = 10_000;
+
 const hostPort = (ip: string, port: number): string => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
 
 export class Upstream {
   readonly #options: UpstreamOptions;
   readonly #sessions = new Map<string, Promise<ClientHttp2Session>>();
+  readonly #http1: Http1Pool;
 
   constructor(options: UpstreamOptions) {
     this.#options = options;
+    this.#http1 = new Http1Pool({ idleTimeoutMs: options.http1IdleTimeoutMs ?? HTTP1_IDLE_TIMEOUT_MS });
+  }
+
+  /** HTTP/1.1 upstream connections opened so far (tests, the dump). */
+  http1Stats(): { readonly opened: number } {
+    return { opened: this.#http1.opened };
   }
 
   async #tunnel(r: UpstreamRequest) {
@@ -116,20 +199,37 @@ export class Upstream {
     return r.protocol === 'http2' ? this.#sendH2(r) : this.#sendH1(r);
   }
 
+  /** The HTTP/1.1 pool key: endpoint, the identity it must prove, and the client (the tunnel's `Forwarded`). */
+  #poolKey(r: UpstreamRequest): string {
+    const w = r.endpoint.workload;
+    return `${hostPort(r.endpoint.ip, r.endpoint.port)}|${w.namespace}/${w.serviceAccount}|${r.clientAddress}`;
+  }
+
   async #sendH1(r: UpstreamRequest): Promise<UpstreamResponse> {
-    const tunnel = await this.#tunnel(r);
-    if (r.signal.aborted) {
-      tunnel.stream.destroy();
-      throw new TryFailure({ kind: 'per-try-timeout' }, 'aborted', 'ABORTED');
+    try {
+      return await this.#tryH1(r);
+    } catch (err) {
+      // A reused connection that was dead before any response byte: Envoy retries once on a new one.
+      if (err instanceof ReusedConnectionReset && Buffer.isBuffer(r.body) && !r.signal.aborted) {
+        this.#http1.dropIdle(this.#poolKey(r));
+        return this.#tryH1(r);
+      }
+      throw err instanceof ReusedConnectionReset ? err.failure : err;
     }
-    const socket = socketOver(tunnel.stream);
+  }
+
+  #tryH1(r: UpstreamRequest): Promise<UpstreamResponse> {
+    if (r.signal.aborted) return Promise.reject(new TryFailure({ kind: 'per-try-timeout' }, 'aborted', 'ABORTED'));
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = { host: r.authority };
       for (const [k, v] of r.headers) headers[k] = v;
-      const req = h1request({ createConnection: () => socket as never, method: r.method, path: r.path, headers, setHost: false });
+      const pooled: Http1PoolRequestOptions = { poolKey: this.#poolKey(r), openConnection: () => this.#openHttp1(r) };
+      const req = h1request({ agent: this.#http1, ...pooled, method: r.method, path: r.path, headers, setHost: false } as RequestOptions);
       let answered = false;
       const onAbort = () => req.destroy(new Error('try aborted'));
       r.signal.addEventListener('abort', onAbort, { once: true });
+      const limits = { maxRequestsPerConnection: r.connectionPool?.maxRequestsPerConnection, maxIdle: r.connectionPool?.maxConnections };
+      req.once('socket', (socket: Duplex) => this.#http1.assigned(socket, limits));
       req.on('response', (res: IncomingMessage) => {
         answered = true;
         res.on('error', () => {});
@@ -144,14 +244,28 @@ export class Upstream {
       });
       req.on('error', (err) => {
         r.signal.removeEventListener('abort', onAbort);
-        socket.destroy();
-        tunnel.stream.destroy();
+        req.socket?.destroy();
         if (answered) return;
-        if (r.signal.aborted) reject(new TryFailure({ kind: 'per-try-timeout' }, 'try aborted', 'ABORTED'));
-        else reject(new TryFailure({ kind: 'reset' }, `upstream reset: ${errorMessage(err)}`, errorCode(err)));
+        if (err instanceof TryFailure) reject(err); // the tunnel did not open
+        else if (r.signal.aborted) reject(new TryFailure({ kind: 'per-try-timeout' }, 'try aborted', 'ABORTED'));
+        else {
+          const failure = new TryFailure({ kind: 'reset' }, `upstream reset: ${errorMessage(err)}`, errorCode(err));
+          reject(req.reusedSocket ? new ReusedConnectionReset(failure) : failure);
+        }
       });
       writeBody(req, r.body);
     });
+  }
+
+  /** A new HTTP/1.1 upstream connection: an HBONE tunnel, a plain duplex over it for node's client. */
+  async #openHttp1(r: UpstreamRequest): Promise<Http1Transport> {
+    const tunnel = await this.#tunnel(r);
+    const stream = tunnel.stream;
+    const gone = new Promise<void>((resolve) => {
+      stream.once('end', resolve);
+      stream.once('close', resolve);
+    });
+    return { socket: new TunnelSocket(stream), gone };
   }
 
   #session(r: UpstreamRequest): Promise<ClientHttp2Session> {
@@ -214,6 +328,7 @@ export class Upstream {
   }
 
   close(): void {
+    this.#http1.destroy();
     for (const pending of this.#sessions.values()) pending.then((s) => s.destroy(), () => {});
     this.#sessions.clear();
   }

@@ -115,7 +115,8 @@ export async function startWaypoint(config: WaypointConfig, options: WaypointOpt
         destinations,
         upstream,
         metrics,
-        accessLog: root.child({ component: 'access' }),
+        // Its records have fixed fields, none a secret: no redaction pass (half the cost of a line).
+        accessLog: root.child({ component: 'access' }, { redact: [] }),
         log,
         pathNormalization: config.pathNormalization,
         clusterId: config.workloadApi.clusterId,
