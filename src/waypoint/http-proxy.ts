@@ -8,16 +8,16 @@ import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { SpiffeId } from '../identity/spiffe.ts';
 import type { L7Reader } from '../workload-api/l7-store.ts';
-import type { BackendRef } from '../workload-api/l7-types.ts';
 import type { Service, Workload } from '../workload-api/types.ts';
 import { authorizeRequest, RBAC_DENIED_BODY } from './authz.ts';
-import type { Destinations, Endpoint } from './destinations.ts';
+import { clusterName, type Destinations, type Endpoint } from './destinations.ts';
 import { authenticate, JwksCache } from './jwt.ts';
 import { httpLabels, type WaypointMetrics } from './metrics.ts';
 import { normalizeRequestTarget, type PathNormalization } from './path.ts';
 import { headerMap, type L7Request } from './request.ts';
 import { retryBackoffMs, shouldRetry, type TryOutcome } from './retry.ts';
 import { applyHeaderMutations, routeRequest, type ForwardDecision } from './router.ts';
+import { readRequestBody, streamCopies, type RequestBody } from './body.ts';
 import { TryFailure, type Upstream, type UpstreamResponse } from './upstream.ts';
 
 /**
@@ -247,17 +247,22 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
     if (downstreamGone) return;
   }
 
-  // The request body: buffered (so it can be retried and mirrored) unless it is gRPC or larger than 1 MiB.
+  // The request body: buffered up to 1 MiB (so it can be retried and mirrored with the same bytes), else
+  // streamed: one try only (Envoy abandons retries past its buffer limit), mirrors fed as it streams.
   let body: Buffer | Readable;
+  let streamed: Extract<RequestBody, { kind: 'streamed' }> | undefined;
   let replayable = true;
   if (isGrpc) {
     body = req as Readable;
     replayable = false;
   } else {
-    const read = await readBody(req as Readable);
-    requestBytes += read.bytes;
-    body = read.body;
-    replayable = Buffer.isBuffer(read.body);
+    const read = await readRequestBody(req as Readable, MAX_BUFFERED_BODY, (n) => (requestBytes += n));
+    if (read.kind === 'buffered') body = read.body;
+    else {
+      streamed = read;
+      replayable = false;
+      body = Readable.from([]); // replaced below, once the mirrors are known
+    }
   }
 
   // Upstream request headers: hop-by-hop removed, route and backend mutations applied, tracing.
@@ -279,9 +284,24 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   }, decision.timeoutMs) : undefined;
   overallTimer?.unref();
 
-  // Mirrors: fire and forget, with the same body, their answers dropped.
-  if (replayable && Buffer.isBuffer(body)) {
-    for (const mirror of decision.mirrors) mirrorRequest(deps, ctx, mirror, l7request, decision, upstreamHeaders, body);
+  // Mirrors: fire and forget, with the same body (buffered, or a streamed copy), their answers dropped.
+  const mirrors = decision.mirrors.flatMap((m) => {
+    const picked = deps.destinations.pick(m, l7request);
+    return picked.ok ? [picked] : [];
+  });
+  if (streamed) {
+    const copies = streamCopies(streamed, mirrors.length, {
+      maxLagBytes: MAX_BUFFERED_BODY,
+      onDrop: (i, reason) => deps.log.info({ code: ErrorCode.WAYPOINT_MIRROR_DROPPED, cluster: mirrors[i]?.cluster, reason, request_id: requestId }, 'mirror dropped'),
+    });
+    body = copies.main;
+    mirrors.forEach((m, i) => mirrorRequest(deps, ctx, m, l7request, decision, upstreamHeaders, copies.branches[i] as Readable));
+    if (decision.retries.attempts > 0) {
+      deps.metrics.retryOrShadowAbandoned?.(ctx.target.kind === 'service' ? clusterName(backend) : `encap|${ctx.target.ip}:${ctx.port}`);
+      deps.log.debug({ code: ErrorCode.WAYPOINT_RETRY_ABANDONED, request_id: requestId, limit: MAX_BUFFERED_BODY }, 'request body exceeds the retry buffer limit: retries abandoned');
+    }
+  } else if (Buffer.isBuffer(body)) {
+    for (const m of mirrors) mirrorRequest(deps, ctx, m, l7request, decision, upstreamHeaders, body);
   }
 
   const tried = new Set<string>();
@@ -357,6 +377,9 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
       const verdict = replayable
         ? shouldRetry(decision.retries, tryOutcome, { retriesDone, ...(slot ? {} : { activeRetries: 1, maxRetries: 0 }) })
         : { retry: false as const, reason: 'not-retriable' as const };
+      if (streamed && shouldRetry(decision.retries, tryOutcome, { retriesDone }).retry) {
+        deps.log.info({ code: ErrorCode.WAYPOINT_RETRY_ABANDONED, request_id: requestId, outcome: tryOutcome.kind, cluster, limit: MAX_BUFFERED_BODY }, 'retry skipped: the request body was streamed, not buffered');
+      }
       if (!verdict.retry) {
         slot?.();
         if (verdict.reason !== 'not-retriable') outcome.flags.push('URX');
@@ -456,33 +479,7 @@ function copyBody(body: Readable, res: ServerResponse, count: (n: number) => voi
   });
 }
 
-/** Reads the body up to MAX_BUFFERED_BODY; a longer one comes back as a stream of what was read and the rest. */
-async function readBody(req: Readable): Promise<{ body: Buffer | Readable; bytes: number }> {
-  const chunks: Buffer[] = [];
-  let bytes = 0;
-  const iterator = req[Symbol.asyncIterator]();
-  for (;;) {
-    const next = await iterator.next();
-    if (next.done) return { body: Buffer.concat(chunks), bytes };
-    const chunk = next.value as Buffer;
-    chunks.push(chunk);
-    bytes += chunk.length;
-    if (bytes > MAX_BUFFERED_BODY) break;
-  }
-  async function* rest() {
-    yield* chunks;
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done) return;
-      yield next.value as Buffer;
-    }
-  }
-  return { body: Readable.from(rest()), bytes };
-}
-
-function mirrorRequest(deps: HttpProxyDeps, ctx: TunnelContext, mirror: BackendRef, request: L7Request, decision: ForwardDecision, headers: ReadonlyMap<string, string>, body: Buffer): void {
-  const picked = deps.destinations.pick(mirror, request);
-  if (!picked.ok) return;
+function mirrorRequest(deps: HttpProxyDeps, ctx: TunnelContext, picked: { endpoint: Endpoint; cluster: string }, request: L7Request, decision: ForwardDecision, headers: ReadonlyMap<string, string>, body: Buffer | Readable): void {
   const shadowHeaders = new Map(headers);
   const [host = decision.authority, port] = decision.authority.split(':');
   const controller = new AbortController();
@@ -503,6 +500,7 @@ function mirrorRequest(deps: HttpProxyDeps, ctx: TunnelContext, mirror: BackendR
     })
     .then((r) => r.body.resume().once('end', () => clearTimeout(timer)), (err: unknown) => {
       clearTimeout(timer);
+      if (!Buffer.isBuffer(body)) body.destroy();
       deps.log.debug({ code: ErrorCode.WAYPOINT_MIRROR_FAILED, err: errorMessage(err), cluster: picked.cluster }, 'mirror request failed');
     });
 }

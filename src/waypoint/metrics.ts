@@ -35,6 +35,8 @@ export interface HttpRequestRecord {
 
 export interface WaypointMetrics {
   record(r: HttpRequestRecord): void;
+  /** Envoy's `cluster.<name>.retry_or_shadow_abandoned`: a request body too large to buffer for retries. */
+  retryOrShadowAbandoned?(cluster: string): void;
 }
 
 export function createWaypointMetrics(registry: MetricsRegistry, options: { buildTag?: string | undefined } = {}): WaypointMetrics {
@@ -46,7 +48,11 @@ export function createWaypointMetrics(registry: MetricsRegistry, options: { buil
   const responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'Response size in bytes (headers and body).', labelNames, buckets: [...ENVOY_BUCKETS], registers });
   const build = new Gauge({ name: 'istio_build', help: 'Istio component build info.', labelNames: ['component', 'tag'], registers });
   build.set({ component: 'proxy', tag: options.buildTag ?? UNKNOWN }, 1);
+  const abandoned = new Counter({ name: 'envoy_cluster_retry_or_shadow_abandoned', help: 'Requests whose retries were abandoned because the body exceeded the buffer limit.', labelNames: ['cluster_name'], registers });
   return {
+    retryOrShadowAbandoned(cluster) {
+      abandoned.inc({ cluster_name: cluster });
+    },
     record(r) {
       const labels = r.labels as Record<string, string>;
       requests.inc(labels);

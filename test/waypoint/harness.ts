@@ -1,4 +1,5 @@
 import type { ExecutionContext } from 'ava';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { createServer as createH1Server, request as h1request, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -41,6 +42,9 @@ export interface AppRecord {
   readonly url: string;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly protocol: string;
+  /** The request body's size and sha256 (hex) as the app received it. */
+  readonly bodyBytes: number;
+  readonly bodySha256: string;
 }
 
 function app(pod: string, requests: AppRecord[]) {
@@ -49,7 +53,11 @@ function app(pod: string, requests: AppRecord[]) {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const record: AppRecord = { pod, method: req.method ?? '', url: req.url ?? '', headers: req.headers as Record<string, string>, protocol: req.httpVersion };
+      const received = Buffer.concat(chunks);
+      const record: AppRecord = {
+        pod, method: req.method ?? '', url: req.url ?? '', headers: req.headers as Record<string, string>, protocol: req.httpVersion,
+        bodyBytes: received.length, bodySha256: createHash('sha256').update(received).digest('hex'),
+      };
       requests.push(record);
       const r = res as ServerResponse;
       const json = (status: number, body: unknown, extra: Record<string, string> = {}) => {
@@ -57,6 +65,7 @@ function app(pod: string, requests: AppRecord[]) {
         r.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-pod': pod, ...extra });
         r.end(text);
       };
+      if (url.pathname.startsWith('/upload')) return json(200, { pod, bytes: record.bodyBytes, sha256: record.bodySha256 });
       if (url.pathname === '/admin') return json(200, { secret: 'ADMIN SECRET', pod });
       if (url.pathname.startsWith('/status/')) return json(Number(url.pathname.slice(8)), { pod });
       if (url.pathname === '/flaky') {
