@@ -1,7 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
-import { Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode } from '../core/error-codes.ts';
 import { errorMessage } from '../core/errors.ts';
@@ -18,6 +19,8 @@ import { headerMap, type L7Request } from './request.ts';
 import { retryBackoffMs, shouldRetry, type TryOutcome } from './retry.ts';
 import { applyHeaderMutations, routeRequest, type ForwardDecision } from './router.ts';
 import { readRequestBody, streamCopies, type RequestBody } from './body.ts';
+import { classifyUpgrade, switchingProtocolsHead, type UpgradeClass, type UpgradeConnector, type UpgradeResult } from './upgrade.ts';
+import { relay } from '../hbone/relay.ts';
 import { TryFailure, type Upstream, type UpstreamResponse } from './upstream.ts';
 
 /**
@@ -50,6 +53,15 @@ export interface HttpProxyDeps {
   readonly clusterId: string;
   readonly random?: () => number;
   readonly jwks?: JwksCache;
+  /** For HTTP/1.1 upgrades (WebSocket); without it an upgrade is answered 503. */
+  readonly upgrades?: UpgradeConnector;
+}
+
+/** An HTTP/1.1 upgrade request's downstream connection, handed over by node's `upgrade` event. */
+interface DownstreamUpgrade {
+  readonly class: Exclude<UpgradeClass, { kind: 'none' | 'h2c' }>;
+  readonly socket: Duplex;
+  readonly head: Buffer;
 }
 
 const SHARED_JWKS = new JwksCache();
@@ -98,6 +110,30 @@ export function createHttpHandler(ctx: TunnelContext, deps: HttpProxyDeps): (req
   };
 }
 
+/**
+ * The handler of node's `upgrade` event (an HTTP/1.1 request with `Connection: upgrade`): the same pipeline
+ * as any request, answered locally through a response bound to the socket, or upgraded and relayed.
+ */
+export function createUpgradeHandler(ctx: TunnelContext, deps: HttpProxyDeps): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+  const random = deps.random ?? Math.random;
+  return (req, socket, head) => {
+    socket.on('error', () => {});
+    req.on('error', () => {});
+    const c = classifyUpgrade(req.headers);
+    if (c.kind === 'none' || c.kind === 'h2c') return void socket.destroy(); // node asked only for these (shouldUpgrade)
+    const res = new ServerResponse(req);
+    res.on('error', () => {});
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as Socket);
+    res.once('finish', () => socket.end());
+    handle(ctx, deps, random, req, res, { class: c, socket, head }).catch((err: unknown) => {
+      deps.log.error({ code: ErrorCode.WAYPOINT_REQUEST_FAILED, err: errorMessage(err) }, 'upgrade handling failed');
+      if (!res.headersSent && !socket.destroyed) sendLocal(res, 500, 'internal error');
+      else socket.destroy();
+    });
+  };
+}
+
 function sendLocal(res: Res, status: number, body: string, headers: Record<string, string> = {}): number {
   const bytes = Buffer.byteLength(body);
   const out = { ...(body ? { 'content-type': 'text/plain' } : {}), 'content-length': String(bytes), ...headers };
@@ -107,7 +143,7 @@ function sendLocal(res: Res, status: number, body: string, headers: Record<strin
   return bytes + headerBytes(out);
 }
 
-async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => number, req: Req, res: Res): Promise<void> {
+async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => number, req: Req, res: Res, upgrade?: DownstreamUpgrade): Promise<void> {
   const start = Date.now();
   const startTime = new Date(start).toISOString();
   const isH2 = req.httpVersionMajor === 2;
@@ -203,6 +239,15 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
     },
   };
 
+  // An upgrade other than WebSocket on a request that has a route: Envoy's 403 `upgrade_failed`, before any filter.
+  if (upgrade?.class.kind === 'unsupported') {
+    const routed = service ? routeRequest({ request: l7request, service: { namespace: service.namespace, hostname: service.hostname }, config: deps.l7.routeConfiguration(service.namespace, service.hostname), random }) : undefined;
+    if (routed?.kind !== 'no-route') {
+      deps.log.info({ code: ErrorCode.WAYPOINT_UPGRADE_REJECTED, upgrade: upgrade.class.token, request_id: requestId }, 'upgrade refused: only websocket is configured');
+      return local(403, '', undefined, 'upgrade_failed');
+    }
+  }
+
   // L7 authorization: the policies attached to the service (or to the whole waypoint).
   const policies = service ? deps.l7.authorizationPoliciesFor(service.namespace, service.hostname) : deps.l7.authorizationPoliciesFor('', '');
   const authz = authorizeRequest(policies, l7request);
@@ -252,7 +297,9 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   let body: Buffer | Readable;
   let streamed: Extract<RequestBody, { kind: 'streamed' }> | undefined;
   let replayable = true;
-  if (isGrpc) {
+  if (upgrade) {
+    body = Buffer.alloc(0); // an upgrade request has no body: what follows its headers is the upgraded stream
+  } else if (isGrpc) {
     body = req as Readable;
     replayable = false;
   } else {
@@ -300,7 +347,7 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
       deps.metrics.retryOrShadowAbandoned?.(ctx.target.kind === 'service' ? clusterName(backend) : `encap|${ctx.target.ip}:${ctx.port}`);
       deps.log.debug({ code: ErrorCode.WAYPOINT_RETRY_ABANDONED, request_id: requestId, limit: MAX_BUFFERED_BODY }, 'request body exceeds the retry buffer limit: retries abandoned');
     }
-  } else if (Buffer.isBuffer(body)) {
+  } else if (Buffer.isBuffer(body) && !upgrade) {
     for (const m of mirrors) mirrorRequest(deps, ctx, m, l7request, decision, upstreamHeaders, body);
   }
 
@@ -310,7 +357,28 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   let lastFailure: TryOutcome | undefined;
   let lastMessage = '';
   try {
-    for (;;) {
+    if (upgrade) {
+      // One attempt, no retries: on 101 the two sides are relayed as bytes; any other answer is passed on below.
+      const attempt = await upgradeAttempt(ctx, deps, upgrade, { l7request, decision, headers: upstreamHeaders, traceparent, pool, signal: overall.signal, outcome, requestId });
+      if (attempt.kind === 'local') return local(...attempt.reply);
+      if (attempt.kind === 'upgraded') {
+        clearTimeout(overallTimer); // the route timeout ends with the 101
+        (res as ServerResponse).detachSocket(upgrade.socket as Socket);
+        outcome.status = 101;
+        const relayed = await relayUpgraded(upgrade, attempt, decision);
+        outcome.responseBytes = relayed.responseBytes;
+        requestBytes += relayed.requestBytes;
+        if (relayed.error) deps.log.debug({ code: ErrorCode.WAYPOINT_UPGRADE_FAILED, err: relayed.error, request_id: requestId }, 'upgraded stream ended with an error');
+        finish();
+        return;
+      }
+      if (attempt.kind === 'response') response = attempt.response;
+      else {
+        lastFailure = attempt.failure;
+        lastMessage = attempt.message;
+      }
+    }
+    while (!upgrade) {
       let endpoint: Endpoint;
       let cluster: string;
       if (ctx.target.kind === 'workload') {
@@ -503,4 +571,82 @@ function mirrorRequest(deps: HttpProxyDeps, ctx: TunnelContext, picked: { endpoi
       if (!Buffer.isBuffer(body)) body.destroy();
       deps.log.debug({ code: ErrorCode.WAYPOINT_MIRROR_FAILED, err: errorMessage(err), cluster: picked.cluster }, 'mirror request failed');
     });
+}
+
+type UpgradeAttempt =
+  | { readonly kind: 'local'; readonly reply: [status: number, body: string, flag: string | undefined, details: string] }
+  | Extract<UpgradeResult, { kind: 'upgraded' }>
+  | Extract<UpgradeResult, { kind: 'response' }>
+  | { readonly kind: 'failed'; readonly failure: TryOutcome; readonly message: string };
+
+/** The single try of an upgrade: pick the endpoint, admit it to the pool, ask for the upgrade over HBONE. */
+async function upgradeAttempt(
+  ctx: TunnelContext,
+  deps: HttpProxyDeps,
+  upgrade: DownstreamUpgrade,
+  a: { l7request: L7Request; decision: ForwardDecision; headers: ReadonlyMap<string, string>; traceparent: string; pool: Parameters<Destinations['admit']>[1]; signal: AbortSignal; outcome: Outcome; requestId: string },
+): Promise<UpgradeAttempt> {
+  let endpoint: Endpoint;
+  let cluster: string;
+  if (ctx.target.kind === 'workload') {
+    endpoint = { workload: ctx.target.workload, ip: ctx.target.ip, port: ctx.port };
+    cluster = `encap|${ctx.target.ip}:${ctx.port}`;
+  } else {
+    const picked = deps.destinations.pick(a.decision.backend, a.l7request);
+    if (!picked.ok) {
+      a.outcome.cluster = picked.cluster;
+      return { kind: 'local', reply: [503, 'no healthy upstream', 'UH', 'no_healthy_upstream'] };
+    }
+    endpoint = picked.endpoint;
+    cluster = picked.cluster;
+  }
+  a.outcome.cluster = cluster;
+  a.outcome.upstream = endpoint;
+  if (!deps.upgrades) return { kind: 'local', reply: [503, 'upgrades are not available', undefined, 'upgrade_failed'] };
+  const admission = await deps.destinations.admit(cluster, a.pool, 'http1');
+  if (!admission.ok) {
+    deps.log.info({ code: ErrorCode.WAYPOINT_POOL_OVERFLOW, cluster, request_id: a.requestId }, 'connection pool overflow');
+    return { kind: 'local', reply: [503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', 'UO', 'upstream_reset_before_response_started{overflow}'] };
+  }
+  const done = deps.destinations.begin(cluster, a.decision.backend, endpoint.workload.uid);
+  try {
+    const result = await deps.upgrades.connect({
+      endpoint,
+      method: a.l7request.method,
+      path: a.decision.path,
+      authority: a.decision.authority,
+      headers: a.headers,
+      upgrade: upgrade.class.kind === 'websocket' ? 'websocket' : upgrade.class.token,
+      signal: a.signal,
+      traceparent: a.traceparent,
+      clientAddress: ctx.remoteAddress,
+    });
+    done({ kind: 'response', status: result.kind === 'upgraded' ? 101 : result.response.status });
+    return result;
+  } catch (err) {
+    done({ kind: 'local-failure' });
+    const failure = err instanceof TryFailure ? err : new TryFailure({ kind: 'reset' }, errorMessage(err), 'UNKNOWN');
+    deps.log.info({ code: ErrorCode.WAYPOINT_UPGRADE_FAILED, err: failure.message, cluster, request_id: a.requestId }, 'upgrade to the upstream failed');
+    return { kind: 'failed', failure: failure.outcome, message: failure.message };
+  } finally {
+    admission.release();
+  }
+}
+
+/** Writes the 101 to the downstream and relays both sides as bytes until either closes. */
+async function relayUpgraded(upgrade: DownstreamUpgrade, up: Extract<UpgradeResult, { kind: 'upgraded' }>, decision: ForwardDecision): Promise<{ requestBytes: number; responseBytes: number; error?: string }> {
+  const mutable = new Map<string, string>();
+  for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) mutable.set(k, Array.isArray(v) ? v.join(',') : v);
+  applyHeaderMutations(mutable, decision.responseHeaders);
+  const final = new Map<string, string>([['connection', 'Upgrade'], ['upgrade', String(up.headers.upgrade ?? 'websocket')], ...mutable]);
+  const head = switchingProtocolsHead(final);
+  upgrade.socket.write(head);
+  if (up.head.length > 0) upgrade.socket.write(up.head);
+  if (upgrade.head.length > 0) up.socket.write(upgrade.head);
+  const result = await relay(upgrade.socket, up.socket);
+  return {
+    requestBytes: upgrade.head.length + result.bytesDownstreamToUpstream,
+    responseBytes: Buffer.byteLength(head) + up.head.length + result.bytesUpstreamToDownstream,
+    ...(result.error ? { error: result.error.message } : {}),
+  };
 }

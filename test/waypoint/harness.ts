@@ -17,6 +17,7 @@ import { startWaypoint, type Waypoint } from '../../src/waypoint/waypoint.ts';
 import { captureLog, type CapturedLog } from '../helpers/log.ts';
 import { testPki, type TestPki } from '../helpers/pki.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { webSocketEcho, type WsEvent } from '../helpers/websocket.ts';
 
 /**
  * A waypoint in-process on loopback with everything real around it: a CA, two "pods" (127.0.0.2 and
@@ -93,9 +94,10 @@ function app(pod: string, requests: AppRecord[]) {
 }
 
 /** An app speaking HTTP/1.1 and h2c on one port (the first bytes decide). */
-async function startApp(pod: string, host: string, requests: AppRecord[]): Promise<Server> {
+async function startApp(pod: string, host: string, requests: AppRecord[], wsEvents: PodWsEvent[]): Promise<Server> {
   const handler = app(pod, requests);
   const h1 = createH1Server(handler);
+  h1.on('upgrade', webSocketEcho((e) => wsEvents.push({ pod, ...e })));
   const h2 = createH2Server(handler);
   const server = createNetServer({ allowHalfOpen: false }, (socket: Socket) => {
     socket.on('error', () => {});
@@ -115,12 +117,16 @@ async function startApp(pod: string, host: string, requests: AppRecord[]): Promi
   return server;
 }
 
+export type PodWsEvent = WsEvent & { readonly pod: string };
+
 export interface WaypointFixture {
   readonly pki: TestPki;
   readonly waypoint: Waypoint;
   readonly client: HboneClient;
   readonly log: CapturedLog;
   readonly requests: AppRecord[];
+  /** What the pods' WebSocket echo servers saw. */
+  readonly wsEvents: PodWsEvent[];
   readonly l7Path: string;
   /** Opens a tunnel to the waypoint for `authority` (VIP:port). */
   tunnel(authority: string): ReturnType<HboneClient['connect']>;
@@ -238,7 +244,8 @@ export async function startFixture(t: ExecutionContext, options: FixtureOptions 
   const pki = testPki();
   const log = captureLog();
   const requests: AppRecord[] = [];
-  const apps = await Promise.all(PODS.map((p) => startApp(p.name, p.ip, requests)));
+  const wsEvents: PodWsEvent[] = [];
+  const apps = await Promise.all(PODS.map((p) => startApp(p.name, p.ip, requests, wsEvents)));
   t.teardown(async () => {
     for (const a of apps) a.close();
   });
@@ -297,6 +304,7 @@ export async function startFixture(t: ExecutionContext, options: FixtureOptions 
     client,
     log,
     requests,
+    wsEvents,
     l7Path,
     tunnel,
     async http1(authority, o) {
