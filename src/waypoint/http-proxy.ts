@@ -19,6 +19,7 @@ import { headerMap, type L7Request } from './request.ts';
 import { retryBackoffMs, shouldRetry, type TryOutcome } from './retry.ts';
 import { applyHeaderMutations, routeRequest, type ForwardDecision } from './router.ts';
 import { readRequestBody, streamCopies, type RequestBody } from './body.ts';
+import { evaluateCors } from './cors.ts';
 import { classifyUpgrade, switchingProtocolsHead, type UpgradeClass, type UpgradeConnector, type UpgradeResult } from './upgrade.ts';
 import { relay } from '../hbone/relay.ts';
 import { TryFailure, type Upstream, type UpstreamResponse } from './upstream.ts';
@@ -202,11 +203,13 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
       grpc_status: outcome.grpcStatus,
     }, 'request');
   };
+  // CORS headers for the response, once the route's policy has been evaluated (local replies get them too).
+  let corsHeaders: ReadonlyArray<readonly [string, string]> = [];
   const local = (status: number, body: string, flag: string | undefined, details: string, extra: Record<string, string> = {}) => {
     outcome.status = status;
     if (flag) outcome.flags.push(flag);
     outcome.details = details;
-    outcome.responseBytes = sendLocal(res, status, body, extra);
+    outcome.responseBytes = sendLocal(res, status, body, { ...extra, ...Object.fromEntries(corsHeaders) });
     req.resume();
     finish();
   };
@@ -264,6 +267,13 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   } else {
     const s = ctx.target.service;
     const routed = routeRequest({ request: l7request, service: { namespace: s.namespace, hostname: s.hostname }, config: deps.l7.routeConfiguration(s.namespace, s.hostname), random });
+    // CORS: after the route is chosen, before faults; a redirect bypasses it.
+    const cors = evaluateCors(routed.kind === 'forward' || routed.kind === 'abort' ? routed.cors : undefined, l7request.method, headers);
+    if (cors.kind === 'preflight' && !upgrade) {
+      outcome.route = routed.kind === 'forward' || routed.kind === 'abort' ? routed.route : '';
+      return local(200, '', undefined, 'cors_response', cors.headers);
+    }
+    if (cors.kind === 'forward') corsHeaders = cors.responseHeaders;
     switch (routed.kind) {
       case 'no-route':
         return local(404, '', 'NR', 'route_not_found');
@@ -484,6 +494,7 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
     for (const [k, v] of Object.entries(response.headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !k.startsWith(':')) out[k] = v as string | string[];
     const mutable = new Map(Object.entries(out).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v] as [string, string]));
     applyHeaderMutations(mutable, decision.responseHeaders);
+    for (const [k, v] of corsHeaders) mutable.set(k, v);
     const final: Record<string, string | string[]> = {};
     for (const [k, v] of mutable) final[k] = k === 'set-cookie' && Array.isArray(out[k]) ? (out[k] as string[]) : v;
     outcome.status = response.status;
