@@ -58,11 +58,15 @@ export interface HttpProxyDeps {
   readonly upgrades?: UpgradeConnector;
 }
 
-/** An HTTP/1.1 upgrade request's downstream connection, handed over by node's `upgrade` event. */
+/**
+ * An upgrade request's downstream side: an HTTP/1.1 connection handed over by node's `upgrade` event, or an
+ * HTTP/2 extended CONNECT stream (RFC 8441, `:protocol`), answered 200 instead of 101.
+ */
 interface DownstreamUpgrade {
   readonly class: Exclude<UpgradeClass, { kind: 'none' | 'h2c' }>;
   readonly socket: Duplex;
   readonly head: Buffer;
+  readonly h2: boolean;
 }
 
 const SHARED_JWKS = new JwksCache();
@@ -127,7 +131,7 @@ export function createUpgradeHandler(ctx: TunnelContext, deps: HttpProxyDeps): (
     res.shouldKeepAlive = false;
     res.assignSocket(socket as Socket);
     res.once('finish', () => socket.end());
-    handle(ctx, deps, random, req, res, { class: c, socket, head }).catch((err: unknown) => {
+    handle(ctx, deps, random, req, res, { class: c, socket, head, h2: false }).catch((err: unknown) => {
       deps.log.error({ code: ErrorCode.WAYPOINT_REQUEST_FAILED, err: errorMessage(err) }, 'upgrade handling failed');
       if (!res.headersSent && !socket.destroyed) sendLocal(res, 500, 'internal error');
       else socket.destroy();
@@ -148,6 +152,12 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   const start = Date.now();
   const startTime = new Date(start).toISOString();
   const isH2 = req.httpVersionMajor === 2;
+  if (isH2 && req.method === 'CONNECT') {
+    // RFC 8441 extended CONNECT: seen by routing and policy as the HTTP/1.1 upgrade it stands for (GET), as
+    // Envoy's HTTP/2 codec turns it into one; any other CONNECT is an upgrade that is not configured.
+    const protocol = String(req.headers[':protocol'] ?? '').toLowerCase();
+    upgrade = { class: protocol === 'websocket' ? { kind: 'websocket' } : { kind: 'unsupported', token: protocol || 'connect' }, socket: (req as Http2ServerRequest).stream, head: Buffer.alloc(0), h2: true };
+  }
   const headers = headerMap(req.headers as IncomingHttpHeaders);
   const authority = String((isH2 ? req.headers[':authority'] : undefined) ?? req.headers.host ?? '');
   const requestId = headers.get('x-request-id') || randomUUID();
@@ -228,7 +238,7 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
 
   const l7request: L7Request = {
     ...(jwt.kind === 'verified' ? { auth: { principal: jwt.principal, claims: jwt.claims, audiences: jwt.audiences, presenter: jwt.presenter } } : {}),
-    method: req.method ?? 'GET',
+    method: upgrade?.h2 && upgrade.class.kind === 'websocket' ? 'GET' : (req.method ?? 'GET'),
     path: target.value.path,
     query: target.value.query,
     authority,
@@ -330,6 +340,11 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   const traceparent = propagateTraceparent(headers.get('traceparent'));
   upstreamHeaders.set('traceparent', traceparent);
   applyHeaderMutations(upstreamHeaders, decision.requestHeaders);
+  if (upgrade?.h2 && upgrade.class.kind === 'websocket') {
+    // The HTTP/1.1 handshake needs a key (RFC 6455 §4.1) that an HTTP/2 client does not send (RFC 8441 §5).
+    if (!upstreamHeaders.has('sec-websocket-key')) upstreamHeaders.set('sec-websocket-key', randomBytes(16).toString('base64'));
+    if (!upstreamHeaders.has('sec-websocket-version')) upstreamHeaders.set('sec-websocket-version', '13');
+  }
 
   const backend = decision.backend;
   const pool = ctx.target.kind === 'service' ? deps.destinations.policy(backend).connectionPool : undefined;
@@ -373,9 +388,9 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
       if (attempt.kind === 'local') return local(...attempt.reply);
       if (attempt.kind === 'upgraded') {
         clearTimeout(overallTimer); // the route timeout ends with the 101
-        (res as ServerResponse).detachSocket(upgrade.socket as Socket);
-        outcome.status = 101;
-        const relayed = await relayUpgraded(upgrade, attempt, decision);
+        if (!upgrade.h2) (res as ServerResponse).detachSocket(upgrade.socket as Socket);
+        outcome.status = upgrade.h2 ? 200 : 101;
+        const relayed = await relayUpgraded(upgrade, attempt, decision, res);
         outcome.responseBytes = relayed.responseBytes;
         requestBytes += relayed.requestBytes;
         if (relayed.error) deps.log.debug({ code: ErrorCode.WAYPOINT_UPGRADE_FAILED, err: relayed.error, request_id: requestId }, 'upgraded stream ended with an error');
@@ -645,13 +660,22 @@ async function upgradeAttempt(
 }
 
 /** Writes the 101 to the downstream and relays both sides as bytes until either closes. */
-async function relayUpgraded(upgrade: DownstreamUpgrade, up: Extract<UpgradeResult, { kind: 'upgraded' }>, decision: ForwardDecision): Promise<{ requestBytes: number; responseBytes: number; error?: string }> {
+async function relayUpgraded(upgrade: DownstreamUpgrade, up: Extract<UpgradeResult, { kind: 'upgraded' }>, decision: ForwardDecision, res: Res): Promise<{ requestBytes: number; responseBytes: number; error?: string }> {
   const mutable = new Map<string, string>();
   for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) mutable.set(k, Array.isArray(v) ? v.join(',') : v);
   applyHeaderMutations(mutable, decision.responseHeaders);
-  const final = new Map<string, string>([['connection', 'Upgrade'], ['upgrade', String(up.headers.upgrade ?? 'websocket')], ...mutable]);
-  const head = switchingProtocolsHead(final);
-  upgrade.socket.write(head);
+  let head: string;
+  if (upgrade.h2) {
+    // RFC 8441 §5: a 200 on the stream; the handshake's Sec-WebSocket-Accept has no meaning in HTTP/2.
+    mutable.delete('sec-websocket-accept');
+    const out = Object.fromEntries(mutable);
+    (res as Http2ServerResponse).writeHead(200, out);
+    head = '';
+    for (const [k, v] of mutable) head += `${k}: ${v}\r\n`;
+  } else {
+    head = switchingProtocolsHead(new Map<string, string>([['connection', 'Upgrade'], ['upgrade', String(up.headers.upgrade ?? 'websocket')], ...mutable]));
+    upgrade.socket.write(head);
+  }
   if (up.head.length > 0) upgrade.socket.write(up.head);
   if (upgrade.head.length > 0) up.socket.write(upgrade.head);
   const result = await relay(upgrade.socket, up.socket);

@@ -147,7 +147,9 @@ function serveHttp1(socket: Duplex, ctx: TunnelContext, deps: TunnelHandlerDeps)
 }
 
 function serveHttp2(socket: Duplex, ctx: TunnelContext, deps: TunnelHandlerDeps): void {
-  const server = createH2Server({ maxSessionMemory: 16, settings: { maxConcurrentStreams: 100, maxHeaderListSize: deps.maxHeaderBytes } }, createHttpHandler(ctx, deps));
+  const handler = createHttpHandler(ctx, deps);
+  const server = createH2Server({ maxSessionMemory: 16, settings: { maxConcurrentStreams: 100, maxHeaderListSize: deps.maxHeaderBytes, enableConnectProtocol: true } }, handler);
+  server.on('connect', handler); // RFC 8441 extended CONNECT (WebSocket over HTTP/2), and plain CONNECT (refused)
   server.on('sessionError', (err) => deps.log.info({ code: ErrorCode.WAYPOINT_BAD_REQUEST, err: errorMessage(err) }, 'HTTP/2 session error'));
   server.on('session', (session) => session.on('error', (err) => deps.log.debug({ code: errorCode(err), err: errorMessage(err) }, 'HTTP/2 session error')));
   server.emit('connection', socket);

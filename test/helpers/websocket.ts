@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 
@@ -134,4 +134,40 @@ export function webSocketEcho(onEvent: (e: WsEvent) => void) {
       onData(head);
     }
   };
+}
+
+/** A client frame (masked, as RFC 6455 §5.3 requires of clients). */
+export function clientFrame(opcode: number, payload: Buffer): Buffer {
+  const unmasked = frame(opcode, payload);
+  const headLength = unmasked.length - payload.length;
+  const head = Buffer.from(unmasked.subarray(0, headLength));
+  head[1] = (head[1] as number) | 0x80;
+  const mask = randomBytes(4);
+  const body = Buffer.from(payload);
+  for (let i = 0; i < body.length; i++) body[i] = (body[i] as number) ^ (mask[i % 4] as number);
+  return Buffer.concat([head, mask, body]);
+}
+
+/** Complete unmasked frames at the start of `buffer`, and what is left. */
+export function parseFrames(buffer: Buffer): { frames: Array<{ opcode: number; payload: Buffer }>; rest: Buffer } {
+  const frames: Array<{ opcode: number; payload: Buffer }> = [];
+  let b = buffer;
+  for (;;) {
+    if (b.length < 2) break;
+    let len = (b[1] as number) & 0x7f;
+    let offset = 2;
+    if (len === 126) {
+      if (b.length < 4) break;
+      len = b.readUInt16BE(2);
+      offset = 4;
+    } else if (len === 127) {
+      if (b.length < 10) break;
+      len = Number(b.readBigUInt64BE(2));
+      offset = 10;
+    }
+    if (b.length < offset + len) break;
+    frames.push({ opcode: (b[0] as number) & 0x0f, payload: Buffer.from(b.subarray(offset, offset + len)) });
+    b = b.subarray(offset + len);
+  }
+  return { frames, rest: b };
 }

@@ -2,6 +2,9 @@ import test from 'ava';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { classifyUpgrade, switchingProtocolsHead } from '../../src/waypoint/upgrade.ts';
+import { once } from 'node:events';
+import { constants as h2 } from 'node:http2';
+import { clientFrame, parseFrames } from '../helpers/websocket.ts';
 import { sample, until } from '../helpers/prometheus.ts';
 import { HOST, VIP, startFixture, type WaypointFixture } from './harness.ts';
 
@@ -204,5 +207,68 @@ test.serial('curl: a non-101 answer comes back as a normal response; h2c is serv
   t.regex(other.stdout, /content-length: 0/i);
   const access = f.log.records.find((r) => r['component'] === 'access' && r['response_code'] === 403);
   t.is(access?.['response_code_details'], 'upgrade_failed');
+  t.is(events(f, 'open').length, 0);
+});
+
+test.serial('HTTP/2 extended CONNECT (RFC 8441): routed as the upgrade, 200 on the stream, frames both ways, close both ways', async (t) => {
+  const f = await startFixture(t, { l7: L7 });
+  const session = await f.http2(REVIEWS);
+  t.teardown(() => session.destroy());
+  const [settings] = (await once(session, 'remoteSettings')) as [{ enableConnectProtocol?: boolean }];
+  t.true(settings.enableConnectProtocol, 'the waypoint announces SETTINGS_ENABLE_CONNECT_PROTOCOL');
+  const stream = session.request({
+    [h2.HTTP2_HEADER_METHOD]: 'CONNECT', ':protocol': 'websocket', [h2.HTTP2_HEADER_PATH]: '/chat/h2', [h2.HTTP2_HEADER_SCHEME]: 'http',
+    [h2.HTTP2_HEADER_AUTHORITY]: REVIEWS, 'sec-websocket-version': '13', 'sec-websocket-protocol': 'chat.v1',
+  }, { endStream: false });
+  stream.on('error', () => {});
+  const [response] = (await once(stream, 'response')) as [Record<string, unknown>];
+  t.is(response[':status'], 200);
+  t.is(response['sec-websocket-protocol'], 'chat.v1');
+  t.is(response['x-route'], 'ws-rewrite');
+  t.is(response['sec-websocket-accept'], undefined);
+  let buffered: Buffer = Buffer.alloc(0);
+  const received: Array<{ opcode: number; payload: Buffer }> = [];
+  stream.on('data', (c: Buffer) => {
+    const parsed = parseFrames(Buffer.concat([buffered, c]));
+    buffered = parsed.rest;
+    received.push(...parsed.frames);
+  });
+  stream.write(clientFrame(0x1, Buffer.from('over h2')));
+  const big = Buffer.alloc(200_000, 7);
+  stream.write(clientFrame(0x2, big));
+  await until(() => received.length === 2, 'two echoed frames');
+  t.deepEqual(received.map((r) => [r.opcode, r.payload.length]), [[0x1, 7], [0x2, 200_000]]);
+  t.is(received[0]?.payload.toString(), 'over h2');
+  t.true(received[1]?.payload.equals(big));
+  const close = Buffer.alloc(2);
+  close.writeUInt16BE(1000, 0);
+  stream.write(clientFrame(0x8, close));
+  await once(stream, 'end');
+  t.deepEqual(received.map((r) => r.opcode), [0x1, 0x2, 0x8], 'the server answered the close, then its end reached the client');
+  const open = events(f, 'open')[0];
+  t.is(open?.kind === 'open' ? open.url : '', '/ws/echo/h2');
+  t.is(open?.kind === 'open' ? typeof open.headers['sec-websocket-key'] : '', 'string', 'the HTTP/1.1 handshake got a key');
+  t.is(open?.kind === 'open' ? open.headers['x-via-route'] : '', 'ws-rewrite');
+  stream.end();
+  await until(() => f.log.records.some((r) => r['component'] === 'access' && r['route_name'] === 'ws-rewrite'), 'the access record');
+  t.is(f.log.records.find((r) => r['component'] === 'access')?.['response_code'], 200);
+});
+
+test.serial('HTTP/2: a DENY applies to the extended CONNECT; a plain CONNECT is refused 403 upgrade_failed', async (t) => {
+  const f = await startFixture(t, { l7: L7 });
+  const session = await f.http2(REVIEWS);
+  t.teardown(() => session.destroy());
+  await once(session, 'remoteSettings');
+  const ask = async (headers: Record<string, string>) => {
+    const stream = session.request(headers, { endStream: false });
+    stream.on('error', () => {});
+    const [response] = (await once(stream, 'response')) as [Record<string, unknown>];
+    stream.close();
+    return response[':status'];
+  };
+  t.is(await ask({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/ws/private/1', ':scheme': 'http', ':authority': REVIEWS }), 403);
+  t.true(f.log.records.some((r) => r['code'] === 'WAYPOINT_AUTHZ_DENIED'));
+  t.is(await ask({ ':method': 'CONNECT', ':authority': REVIEWS }), 403);
+  t.true(f.log.records.some((r) => r['component'] === 'access' && r['response_code_details'] === 'upgrade_failed'));
   t.is(events(f, 'open').length, 0);
 });
