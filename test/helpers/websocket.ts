@@ -6,7 +6,8 @@ import type { Duplex } from 'node:stream';
  * A small RFC 6455 WebSocket server for tests, on a node HTTP server's `upgrade` event: the handshake,
  * unmasking of client frames (fragments joined), and an echo of text and binary messages. A `close` from the
  * client is answered with the same code and the TCP side ended; the text message `close-me` makes the server
- * close first (1001 "going away"). `/ws/reject*` answers 400 instead of upgrading.
+ * close first (1001 "going away"). `/ws/reject*` answers 400 instead of upgrading (`/ws/reject-503*`: 503),
+ * `/ws/hang*` never answers.
  */
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -16,7 +17,8 @@ export type WsEvent =
   | { readonly kind: 'message'; readonly opcode: number; readonly bytes: number }
   | { readonly kind: 'close-received'; readonly code: number | undefined }
   | { readonly kind: 'close-sent'; readonly code: number }
-  | { readonly kind: 'end' };
+  | { readonly kind: 'end' }
+  | { readonly kind: 'hang' | 'rejected'; readonly url: string };
 
 export function frame(opcode: number, payload: Buffer): Buffer {
   const len = payload.length;
@@ -46,9 +48,15 @@ export function webSocketEcho(onEvent: (e: WsEvent) => void) {
     socket.on('error', () => {});
     const url = req.url ?? '/';
     const key = req.headers['sec-websocket-key'];
+    if (url.startsWith('/ws/hang')) {
+      onEvent({ kind: 'hang', url });
+      return; // never answers; the socket stays open until the caller gives up
+    }
     if (url.startsWith('/ws/reject') || typeof key !== 'string' || String(req.headers.upgrade).toLowerCase() !== 'websocket') {
       const body = 'no upgrade here';
-      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nx-rejected: yes\r\nconnection: close\r\n\r\n${body}`);
+      const status = url.startsWith('/ws/reject-503') ? '503 Service Unavailable' : '400 Bad Request';
+      onEvent({ kind: 'rejected', url });
+      socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nx-rejected: yes\r\nconnection: close\r\n\r\n${body}`);
       return;
     }
     onEvent({ kind: 'open', url, headers: req.headers });

@@ -30,6 +30,12 @@ routeConfigurations:
         responseHeaders: { set: [{ name: x-route, value: ws-rewrite }] }
         timeout: 200ms
         retries: { attempts: 3, retryOn: [5xx] }
+      - name: ws-resilience
+        matches: [{ path: { prefix: /ws/reject-503 } }, { path: { prefix: /ws/hang } }]
+        backends: [{ namespace: prod, hostname: ${HOST.reviews}, subset: v1, weight: 1 }]
+        timeout: 300ms
+        retries: { attempts: 3, retryOn: [5xx, reset] }
+        mirrors: [{ namespace: prod, hostname: ${HOST.reviews}, subset: v2 }]
       - name: rest
         matches: [{ path: { prefix: / } }]
         backends: [{ namespace: prod, hostname: ${HOST.reviews}, subset: v1, weight: 1 }]
@@ -271,4 +277,24 @@ test.serial('HTTP/2: a DENY applies to the extended CONNECT; a plain CONNECT is 
   t.is(await ask({ ':method': 'CONNECT', ':authority': REVIEWS }), 403);
   t.true(f.log.records.some((r) => r['component'] === 'access' && r['response_code_details'] === 'upgrade_failed'));
   t.is(events(f, 'open').length, 0);
+});
+
+test.serial('an upgrade gets one try (no retry of its 503, no mirror) and the route timeout until the answer (504)', async (t) => {
+  const f = await startFixture(t, { l7: L7 });
+  const upgradeRequest = (path: string) => f.http1(REVIEWS, { path, headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' } });
+  const refused = await upgradeRequest('/ws/reject-503');
+  t.is(refused.status, 503);
+  t.is(refused.body, 'no upgrade here');
+  t.is(refused.headers['x-rejected'], 'yes');
+  t.is(f.wsEvents.filter((e) => e.kind === 'rejected').length, 1, 'one try, no retry, no mirror');
+  t.true(f.wsEvents.every((e) => e.pod === 'reviews-v1'));
+
+  const started = Date.now();
+  const hung = await upgradeRequest('/ws/hang');
+  t.is(hung.status, 504);
+  t.is(hung.body, 'upstream request timeout');
+  t.true(Date.now() - started >= 290, 'the route timeout ran');
+  t.is(f.wsEvents.filter((e) => e.kind === 'hang').length, 1);
+  const access = f.log.records.filter((r) => r['component'] === 'access').map((r) => [r['response_code'], r['response_flags']]);
+  t.deepEqual(access, [[503, '-'], [504, 'UT']]);
 });
