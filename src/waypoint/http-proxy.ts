@@ -357,7 +357,7 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   overallTimer?.unref();
 
   // Mirrors: fire and forget, with the same body (buffered, or a streamed copy), their answers dropped.
-  const mirrors = upgrade ? [] : decision.mirrors.flatMap((m) => {
+  const mirrors = upgrade || isGrpc ? [] : decision.mirrors.flatMap((m) => {
     const picked = deps.destinations.pick(m, l7request);
     return picked.ok ? [picked] : [];
   });

@@ -51,6 +51,8 @@ export interface AppRecord {
 function app(pod: string, requests: AppRecord[]) {
   return (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    // A mirror target that never reads its body nor answers (the v2 pod only), for slow-mirror tests.
+    if (pod === 'reviews-v2' && url.pathname.startsWith('/upload/stall')) return void req.pause();
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {

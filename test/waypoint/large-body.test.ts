@@ -57,6 +57,19 @@ test.serial('a 3 MiB upload reaches the primary and the mirror intact', async (t
   t.true(Number(access?.['bytes_received'] ?? 0) >= body.length, `bytes_received ${access?.['bytes_received']}`);
 });
 
+test.serial('a mirror that stops reading is dropped; the primary still gets its 32 MiB upload whole', async (t) => {
+  const f = await startFixture(t, { l7: L7 });
+  const body = payload(32 * 1024 * 1024); // far more than loopback socket buffers and HBONE windows hold
+  const res = await f.http1(REVIEWS, { method: 'POST', path: '/upload/stall', body });
+  t.is(res.status, 200);
+  const answer = JSON.parse(res.body) as { pod: string; bytes: number; sha256: string };
+  t.is(answer.pod, 'reviews-v1');
+  t.is(answer.sha256, sha256(body));
+  const dropped = f.log.records.find((r) => r['code'] === 'WAYPOINT_MIRROR_DROPPED');
+  t.truthy(dropped, 'the stalled mirror was dropped');
+  t.regex(String(dropped?.['cluster']), /http\/v2/);
+});
+
 test.serial('a flaky upstream with a 3 MiB body gets exactly one try and its 503 is passed through', async (t) => {
   const f = await startFixture(t, { l7: L7 });
   const body = payload(3 * 1024 * 1024);
