@@ -97,6 +97,10 @@ routeConfigurations:
       - name: strict
         matches: [{ path: { prefix: /strict } }]
         cors: { allowOrigins: [{ exact: "https://shop.example" }], forwardNotMatchingPreflights: false }
+      - name: aborted
+        matches: [{ path: { prefix: /teapot } }]
+        fault: { abort: { httpStatus: 418 } }
+        cors: { allowOrigins: [{ exact: "https://shop.example" }] }
       - name: rest
         matches: [{ path: { prefix: / } }]
 `;
@@ -158,4 +162,10 @@ test.serial('curl through a waypoint: a preflight is answered by the waypoint; s
   t.is(ignored.status, 200);
   t.is(ignored.headers['access-control-allow-origin'], undefined);
   t.false(f.requests.some((r) => r.url === '/strict/x'), 'with forwarding off the waypoint answers it');
+
+  const aborted = await curl('-H', 'Origin: https://shop.example', url('/teapot'));
+  t.is(aborted.status, 418);
+  t.is(aborted.headers['access-control-allow-origin'], 'https://shop.example', 'a fault answer (after the CORS filter) carries the headers too');
+  const abortedPreflight = await curl('-X', 'OPTIONS', '-H', 'Origin: https://shop.example', '-H', 'Access-Control-Request-Method: GET', url('/teapot'));
+  t.is(abortedPreflight.status, 200, 'the preflight is answered before fault injection');
 });
