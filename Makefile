@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 # Debian packages the tests and benchmarks drive as real peers.
-DEB_PACKAGES := python3 python3-h2 python3-grpcio python3-protobuf protobuf-compiler libprotobuf-dev openssl stunnel4 iperf3 iproute2 iptables gcc libc6-dev curl containernetworking-plugins ipset tcpdump prometheus nghttp2-client nginx-light wrk
+DEB_PACKAGES := python3 python3-h2 python3-grpcio python3-protobuf protobuf-compiler libprotobuf-dev openssl stunnel4 iperf3 iproute2 iptables gcc libc6-dev curl containernetworking-plugins ipset tcpdump prometheus nghttp2-client nginx-light wrk python3-websockets
 
 .PHONY: demo all deps npm-deps deb-deps build native cni-shim test check-imports check-generated proto bench bench-hbone bench-l4 bench-xds bench-waypoint clean
 

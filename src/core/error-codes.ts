@@ -130,6 +130,12 @@ export const ErrorCode = {
   // control plane mesh page (/mesh, /mesh.json: the scrape of the data plane's metrics)
   CP_MESH_TARGET_INVALID: 'CP_MESH_TARGET_INVALID',
   CP_MESH_SCRAPE_FAILED: 'CP_MESH_SCRAPE_FAILED',
+  // waypoint L7 additions (upgrades, CORS, streamed bodies)
+  WAYPOINT_RETRY_ABANDONED: 'WAYPOINT_RETRY_ABANDONED',
+  WAYPOINT_MIRROR_DROPPED: 'WAYPOINT_MIRROR_DROPPED',
+  WAYPOINT_UPGRADE_REJECTED: 'WAYPOINT_UPGRADE_REJECTED',
+  WAYPOINT_UPGRADE_FAILED: 'WAYPOINT_UPGRADE_FAILED',
+  WAYPOINT_CORS_PREFLIGHT: 'WAYPOINT_CORS_PREFLIGHT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -1,23 +1,27 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
-import { Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode } from '../core/error-codes.ts';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { SpiffeId } from '../identity/spiffe.ts';
 import type { L7Reader } from '../workload-api/l7-store.ts';
-import type { BackendRef } from '../workload-api/l7-types.ts';
 import type { Service, Workload } from '../workload-api/types.ts';
 import { authorizeRequest, RBAC_DENIED_BODY } from './authz.ts';
-import type { Destinations, Endpoint } from './destinations.ts';
+import { clusterName, type Destinations, type Endpoint } from './destinations.ts';
 import { authenticate, JwksCache } from './jwt.ts';
 import { httpLabels, type WaypointMetrics } from './metrics.ts';
 import { normalizeRequestTarget, type PathNormalization } from './path.ts';
 import { headerMap, type L7Request } from './request.ts';
 import { retryBackoffMs, shouldRetry, type TryOutcome } from './retry.ts';
 import { applyHeaderMutations, routeRequest, type ForwardDecision } from './router.ts';
+import { readRequestBody, streamCopies, type RequestBody } from './body.ts';
+import { evaluateCors } from './cors.ts';
+import { classifyUpgrade, switchingProtocolsHead, type UpgradeClass, type UpgradeConnector, type UpgradeResult } from './upgrade.ts';
+import { relay } from '../hbone/relay.ts';
 import { TryFailure, type Upstream, type UpstreamResponse } from './upstream.ts';
 
 /**
@@ -50,6 +54,19 @@ export interface HttpProxyDeps {
   readonly clusterId: string;
   readonly random?: () => number;
   readonly jwks?: JwksCache;
+  /** For HTTP/1.1 upgrades (WebSocket); without it an upgrade is answered 503. */
+  readonly upgrades?: UpgradeConnector;
+}
+
+/**
+ * An upgrade request's downstream side: an HTTP/1.1 connection handed over by node's `upgrade` event, or an
+ * HTTP/2 extended CONNECT stream (RFC 8441, `:protocol`), answered 200 instead of 101.
+ */
+interface DownstreamUpgrade {
+  readonly class: Exclude<UpgradeClass, { kind: 'none' | 'h2c' }>;
+  readonly socket: Duplex;
+  readonly head: Buffer;
+  readonly h2: boolean;
 }
 
 const SHARED_JWKS = new JwksCache();
@@ -116,6 +133,30 @@ export function createHttpHandler(ctx: TunnelContext, deps: HttpProxyDeps): (req
   };
 }
 
+/**
+ * The handler of node's `upgrade` event (an HTTP/1.1 request with `Connection: upgrade`): the same pipeline
+ * as any request, answered locally through a response bound to the socket, or upgraded and relayed.
+ */
+export function createUpgradeHandler(ctx: TunnelContext, deps: HttpProxyDeps): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+  const random = deps.random ?? Math.random;
+  return (req, socket, head) => {
+    socket.on('error', () => {});
+    req.on('error', () => {});
+    const c = classifyUpgrade(req.headers);
+    if (c.kind === 'none' || c.kind === 'h2c') return void socket.destroy(); // node asked only for these (shouldUpgrade)
+    const res = new ServerResponse(req);
+    res.on('error', () => {});
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as Socket);
+    res.once('finish', () => socket.end());
+    handle(ctx, deps, random, req, res, { class: c, socket, head, h2: false }).catch((err: unknown) => {
+      deps.log.error({ code: ErrorCode.WAYPOINT_REQUEST_FAILED, err: errorMessage(err) }, 'upgrade handling failed');
+      if (!res.headersSent && !socket.destroyed) sendLocal(res, 500, 'internal error');
+      else socket.destroy();
+    });
+  };
+}
+
 function sendLocal(res: Res, status: number, body: string, headers: Record<string, string> = {}): number {
   const bytes = Buffer.byteLength(body);
   const out = { ...(body ? { 'content-type': 'text/plain' } : {}), 'content-length': String(bytes), ...headers };
@@ -125,10 +166,16 @@ function sendLocal(res: Res, status: number, body: string, headers: Record<strin
   return bytes + headerBytes(out);
 }
 
-async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => number, req: Req, res: Res): Promise<void> {
+async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => number, req: Req, res: Res, upgrade?: DownstreamUpgrade): Promise<void> {
   const start = Date.now();
   const startTime = new Date(start).toISOString();
   const isH2 = req.httpVersionMajor === 2;
+  if (isH2 && req.method === 'CONNECT') {
+    // RFC 8441 extended CONNECT: seen by routing and policy as the HTTP/1.1 upgrade it stands for (GET), as
+    // Envoy's HTTP/2 codec turns it into one; any other CONNECT is an upgrade that is not configured.
+    const protocol = String(req.headers[':protocol'] ?? '').toLowerCase();
+    upgrade = { class: protocol === 'websocket' ? { kind: 'websocket' } : { kind: 'unsupported', token: protocol || 'connect' }, socket: (req as Http2ServerRequest).stream, head: Buffer.alloc(0), h2: true };
+  }
   const headers = headerMap(req.headers as IncomingHttpHeaders);
   const authority = String((isH2 ? req.headers[':authority'] : undefined) ?? req.headers.host ?? '');
   const requestId = headers.get('x-request-id') || randomUUID();
@@ -184,11 +231,13 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
       grpc_status: outcome.grpcStatus,
     }, 'request');
   };
+  // CORS headers for the response, once the route's policy has been evaluated (local replies get them too).
+  let corsHeaders: ReadonlyArray<readonly [string, string]> = [];
   const local = (status: number, body: string, flag: string | undefined, details: string, extra: Record<string, string> = {}) => {
     outcome.status = status;
     if (flag) outcome.flags.push(flag);
     outcome.details = details;
-    outcome.responseBytes = sendLocal(res, status, body, extra);
+    outcome.responseBytes = sendLocal(res, status, body, { ...extra, ...Object.fromEntries(corsHeaders) });
     req.resume();
     finish();
   };
@@ -207,7 +256,7 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
 
   const l7request: L7Request = {
     ...(jwt.kind === 'verified' ? { auth: { principal: jwt.principal, claims: jwt.claims, audiences: jwt.audiences, presenter: jwt.presenter } } : {}),
-    method: req.method ?? 'GET',
+    method: upgrade?.h2 && upgrade.class.kind === 'websocket' ? 'GET' : (req.method ?? 'GET'),
     path: target.value.path,
     query: target.value.query,
     authority,
@@ -220,6 +269,15 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
       ip: ctx.remoteAddress,
     },
   };
+
+  // An upgrade other than WebSocket on a request that has a route: Envoy's 403 `upgrade_failed`, before any filter.
+  if (upgrade?.class.kind === 'unsupported') {
+    const routed = service ? routeRequest({ request: l7request, service: { namespace: service.namespace, hostname: service.hostname }, config: deps.l7.routeConfiguration(service.namespace, service.hostname), random }) : undefined;
+    if (routed?.kind !== 'no-route') {
+      deps.log.info({ code: ErrorCode.WAYPOINT_UPGRADE_REJECTED, upgrade: upgrade.class.token, request_id: requestId }, 'upgrade refused: only websocket is configured');
+      return local(403, '', undefined, 'upgrade_failed');
+    }
+  }
 
   // L7 authorization: the policies attached to the service (or to the whole waypoint).
   const policies = service ? deps.l7.authorizationPoliciesFor(service.namespace, service.hostname) : deps.l7.authorizationPoliciesFor('', '');
@@ -237,6 +295,13 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   } else {
     const s = ctx.target.service;
     const routed = routeRequest({ request: l7request, service: { namespace: s.namespace, hostname: s.hostname }, config: deps.l7.routeConfiguration(s.namespace, s.hostname), random });
+    // CORS: after the route is chosen, before faults; a redirect bypasses it.
+    const cors = evaluateCors(routed.kind === 'forward' || routed.kind === 'abort' ? routed.cors : undefined, l7request.method, headers);
+    if (cors.kind === 'preflight' && !upgrade) {
+      outcome.route = routed.kind === 'forward' || routed.kind === 'abort' ? routed.route : '';
+      return local(200, '', undefined, 'cors_response', cors.headers);
+    }
+    if (cors.kind === 'forward') corsHeaders = cors.responseHeaders;
     switch (routed.kind) {
       case 'no-route':
         return local(404, '', 'NR', 'route_not_found');
@@ -265,10 +330,14 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
     if (downstreamGone) return;
   }
 
-  // The request body: buffered (so it can be retried and mirrored) unless it is gRPC or larger than 1 MiB.
+  // The request body: buffered up to 1 MiB (so it can be retried and mirrored with the same bytes), else
+  // streamed: one try only (Envoy abandons retries past its buffer limit), mirrors fed as it streams.
   let body: Buffer | Readable;
+  let streamed: Extract<RequestBody, { kind: 'streamed' }> | undefined;
   let replayable = true;
-  if (isGrpc) {
+  if (upgrade) {
+    body = Buffer.alloc(0); // an upgrade request has no body: what follows its headers is the upgraded stream
+  } else if (isGrpc) {
     body = req as Readable;
     replayable = false;
   } else if (!isH2 && req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
@@ -276,10 +345,13 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
     body = NO_BODY;
     req.resume();
   } else {
-    const read = await readBody(req as Readable);
-    requestBytes += read.bytes;
-    body = read.body;
-    replayable = Buffer.isBuffer(read.body);
+    const read = await readRequestBody(req as Readable, MAX_BUFFERED_BODY, (n) => (requestBytes += n));
+    if (read.kind === 'buffered') body = read.body;
+    else {
+      streamed = read;
+      replayable = false;
+      body = Readable.from([]); // replaced below, once the mirrors are known
+    }
   }
 
   // Upstream request headers: hop-by-hop removed, route and backend mutations applied, tracing.
@@ -290,6 +362,11 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   const traceparent = propagateTraceparent(headers.get('traceparent'));
   upstreamHeaders.set('traceparent', traceparent);
   applyHeaderMutations(upstreamHeaders, decision.requestHeaders);
+  if (upgrade?.h2 && upgrade.class.kind === 'websocket') {
+    // The HTTP/1.1 handshake needs a key (RFC 6455 §4.1) that an HTTP/2 client does not send (RFC 8441 §5).
+    if (!upstreamHeaders.has('sec-websocket-key')) upstreamHeaders.set('sec-websocket-key', randomBytes(16).toString('base64'));
+    if (!upstreamHeaders.has('sec-websocket-version')) upstreamHeaders.set('sec-websocket-version', '13');
+  }
 
   const backend = decision.backend;
   const pool = ctx.target.kind === 'service' ? deps.destinations.policy(backend).connectionPool : undefined;
@@ -301,9 +378,24 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   }, decision.timeoutMs) : undefined;
   overallTimer?.unref();
 
-  // Mirrors: fire and forget, with the same body, their answers dropped.
-  if (replayable && Buffer.isBuffer(body)) {
-    for (const mirror of decision.mirrors) mirrorRequest(deps, ctx, mirror, l7request, decision, upstreamHeaders, body);
+  // Mirrors: fire and forget, with the same body (buffered, or a streamed copy), their answers dropped.
+  const mirrors = upgrade || isGrpc ? [] : decision.mirrors.flatMap((m) => {
+    const picked = deps.destinations.pick(m, l7request);
+    return picked.ok ? [picked] : [];
+  });
+  if (streamed) {
+    const copies = streamCopies(streamed, mirrors.length, {
+      maxLagBytes: MAX_BUFFERED_BODY,
+      onDrop: (i, reason) => deps.log.info({ code: ErrorCode.WAYPOINT_MIRROR_DROPPED, cluster: mirrors[i]?.cluster, reason, request_id: requestId }, 'mirror dropped'),
+    });
+    body = copies.main;
+    mirrors.forEach((m, i) => mirrorRequest(deps, ctx, m, l7request, decision, upstreamHeaders, copies.branches[i] as Readable));
+    if (decision.retries.attempts > 0) {
+      deps.metrics.retryOrShadowAbandoned?.(ctx.target.kind === 'service' ? clusterName(backend) : `encap|${ctx.target.ip}:${ctx.port}`);
+      deps.log.debug({ code: ErrorCode.WAYPOINT_RETRY_ABANDONED, request_id: requestId, limit: MAX_BUFFERED_BODY }, 'request body exceeds the retry buffer limit: retries abandoned');
+    }
+  } else if (Buffer.isBuffer(body) && !upgrade) {
+    for (const m of mirrors) mirrorRequest(deps, ctx, m, l7request, decision, upstreamHeaders, body);
   }
 
   const tried = new Set<string>();
@@ -312,7 +404,28 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
   let lastFailure: TryOutcome | undefined;
   let lastMessage = '';
   try {
-    for (;;) {
+    if (upgrade) {
+      // One attempt, no retries: on 101 the two sides are relayed as bytes; any other answer is passed on below.
+      const attempt = await upgradeAttempt(ctx, deps, upgrade, { l7request, decision, headers: upstreamHeaders, traceparent, pool, signal: overall.signal, outcome, requestId });
+      if (attempt.kind === 'local') return local(...attempt.reply);
+      if (attempt.kind === 'upgraded') {
+        clearTimeout(overallTimer); // the route timeout ends with the 101
+        if (!upgrade.h2) (res as ServerResponse).detachSocket(upgrade.socket as Socket);
+        outcome.status = upgrade.h2 ? 200 : 101;
+        const relayed = await relayUpgraded(upgrade, attempt, decision, res);
+        outcome.responseBytes = relayed.responseBytes;
+        requestBytes += relayed.requestBytes;
+        if (relayed.error) deps.log.debug({ code: ErrorCode.WAYPOINT_UPGRADE_FAILED, err: relayed.error, request_id: requestId }, 'upgraded stream ended with an error');
+        finish();
+        return;
+      }
+      if (attempt.kind === 'response') response = attempt.response;
+      else {
+        lastFailure = attempt.failure;
+        lastMessage = attempt.message;
+      }
+    }
+    while (!upgrade) {
       let endpoint: Endpoint;
       let cluster: string;
       if (ctx.target.kind === 'workload') {
@@ -380,6 +493,9 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
       const verdict = replayable
         ? shouldRetry(decision.retries, tryOutcome, { retriesDone, ...(slot ? {} : { activeRetries: 1, maxRetries: 0 }) })
         : { retry: false as const, reason: 'not-retriable' as const };
+      if (streamed && shouldRetry(decision.retries, tryOutcome, { retriesDone }).retry) {
+        deps.log.info({ code: ErrorCode.WAYPOINT_RETRY_ABANDONED, request_id: requestId, outcome: tryOutcome.kind, cluster, limit: MAX_BUFFERED_BODY }, 'retry skipped: the request body was streamed, not buffered');
+      }
       if (!verdict.retry) {
         slot?.();
         if (verdict.reason !== 'not-retriable') outcome.flags.push('URX');
@@ -416,6 +532,7 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
     for (const [k, v] of Object.entries(response.headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !k.startsWith(':')) out[k] = v as string | string[];
     const mutable = new Map(Object.entries(out).map(([k, v]) => [k, Array.isArray(v) ? v.join(',') : v] as [string, string]));
     applyHeaderMutations(mutable, decision.responseHeaders);
+    for (const [k, v] of corsHeaders) mutable.set(k, v);
     const final: Record<string, string | string[]> = {};
     for (const [k, v] of mutable) final[k] = k === 'set-cookie' && Array.isArray(out[k]) ? (out[k] as string[]) : v;
     outcome.status = response.status;
@@ -479,33 +596,7 @@ function copyBody(body: Readable, res: ServerResponse, count: (n: number) => voi
   });
 }
 
-/** Reads the body up to MAX_BUFFERED_BODY; a longer one comes back as a stream of what was read and the rest. */
-async function readBody(req: Readable): Promise<{ body: Buffer | Readable; bytes: number }> {
-  const chunks: Buffer[] = [];
-  let bytes = 0;
-  const iterator = req[Symbol.asyncIterator]();
-  for (;;) {
-    const next = await iterator.next();
-    if (next.done) return { body: Buffer.concat(chunks), bytes };
-    const chunk = next.value as Buffer;
-    chunks.push(chunk);
-    bytes += chunk.length;
-    if (bytes > MAX_BUFFERED_BODY) break;
-  }
-  async function* rest() {
-    yield* chunks;
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done) return;
-      yield next.value as Buffer;
-    }
-  }
-  return { body: Readable.from(rest()), bytes };
-}
-
-function mirrorRequest(deps: HttpProxyDeps, ctx: TunnelContext, mirror: BackendRef, request: L7Request, decision: ForwardDecision, headers: ReadonlyMap<string, string>, body: Buffer): void {
-  const picked = deps.destinations.pick(mirror, request);
-  if (!picked.ok) return;
+function mirrorRequest(deps: HttpProxyDeps, ctx: TunnelContext, picked: { endpoint: Endpoint; cluster: string }, request: L7Request, decision: ForwardDecision, headers: ReadonlyMap<string, string>, body: Buffer | Readable): void {
   const shadowHeaders = new Map(headers);
   const [host = decision.authority, port] = decision.authority.split(':');
   const controller = new AbortController();
@@ -526,6 +617,94 @@ function mirrorRequest(deps: HttpProxyDeps, ctx: TunnelContext, mirror: BackendR
     })
     .then((r) => r.body.resume().once('end', () => clearTimeout(timer)), (err: unknown) => {
       clearTimeout(timer);
+      if (!Buffer.isBuffer(body)) body.destroy();
       deps.log.debug({ code: ErrorCode.WAYPOINT_MIRROR_FAILED, err: errorMessage(err), cluster: picked.cluster }, 'mirror request failed');
     });
+}
+
+type UpgradeAttempt =
+  | { readonly kind: 'local'; readonly reply: [status: number, body: string, flag: string | undefined, details: string] }
+  | Extract<UpgradeResult, { kind: 'upgraded' }>
+  | Extract<UpgradeResult, { kind: 'response' }>
+  | { readonly kind: 'failed'; readonly failure: TryOutcome; readonly message: string };
+
+/** The single try of an upgrade: pick the endpoint, admit it to the pool, ask for the upgrade over HBONE. */
+async function upgradeAttempt(
+  ctx: TunnelContext,
+  deps: HttpProxyDeps,
+  upgrade: DownstreamUpgrade,
+  a: { l7request: L7Request; decision: ForwardDecision; headers: ReadonlyMap<string, string>; traceparent: string; pool: Parameters<Destinations['admit']>[1]; signal: AbortSignal; outcome: Outcome; requestId: string },
+): Promise<UpgradeAttempt> {
+  let endpoint: Endpoint;
+  let cluster: string;
+  if (ctx.target.kind === 'workload') {
+    endpoint = { workload: ctx.target.workload, ip: ctx.target.ip, port: ctx.port };
+    cluster = `encap|${ctx.target.ip}:${ctx.port}`;
+  } else {
+    const picked = deps.destinations.pick(a.decision.backend, a.l7request);
+    if (!picked.ok) {
+      a.outcome.cluster = picked.cluster;
+      return { kind: 'local', reply: [503, 'no healthy upstream', 'UH', 'no_healthy_upstream'] };
+    }
+    endpoint = picked.endpoint;
+    cluster = picked.cluster;
+  }
+  a.outcome.cluster = cluster;
+  a.outcome.upstream = endpoint;
+  if (!deps.upgrades) return { kind: 'local', reply: [503, 'upgrades are not available', undefined, 'upgrade_failed'] };
+  const admission = await deps.destinations.admit(cluster, a.pool, 'http1');
+  if (!admission.ok) {
+    deps.log.info({ code: ErrorCode.WAYPOINT_POOL_OVERFLOW, cluster, request_id: a.requestId }, 'connection pool overflow');
+    return { kind: 'local', reply: [503, 'upstream connect error or disconnect/reset before headers. reset reason: overflow', 'UO', 'upstream_reset_before_response_started{overflow}'] };
+  }
+  const done = deps.destinations.begin(cluster, a.decision.backend, endpoint.workload.uid);
+  try {
+    const result = await deps.upgrades.connect({
+      endpoint,
+      method: a.l7request.method,
+      path: a.decision.path,
+      authority: a.decision.authority,
+      headers: a.headers,
+      upgrade: upgrade.class.kind === 'websocket' ? 'websocket' : upgrade.class.token,
+      signal: a.signal,
+      traceparent: a.traceparent,
+      clientAddress: ctx.remoteAddress,
+    });
+    done({ kind: 'response', status: result.kind === 'upgraded' ? 101 : result.response.status });
+    return result;
+  } catch (err) {
+    done({ kind: 'local-failure' });
+    const failure = err instanceof TryFailure ? err : new TryFailure({ kind: 'reset' }, errorMessage(err), 'UNKNOWN');
+    deps.log.info({ code: ErrorCode.WAYPOINT_UPGRADE_FAILED, err: failure.message, cluster, request_id: a.requestId }, 'upgrade to the upstream failed');
+    return { kind: 'failed', failure: failure.outcome, message: failure.message };
+  } finally {
+    admission.release();
+  }
+}
+
+/** Writes the 101 to the downstream and relays both sides as bytes until either closes. */
+async function relayUpgraded(upgrade: DownstreamUpgrade, up: Extract<UpgradeResult, { kind: 'upgraded' }>, decision: ForwardDecision, res: Res): Promise<{ requestBytes: number; responseBytes: number; error?: string }> {
+  const mutable = new Map<string, string>();
+  for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) mutable.set(k, Array.isArray(v) ? v.join(',') : v);
+  applyHeaderMutations(mutable, decision.responseHeaders);
+  let head: string;
+  if (upgrade.h2) {
+    // RFC 8441 §5: a 200 on the stream; the handshake's Sec-WebSocket-Accept has no meaning in HTTP/2.
+    mutable.delete('sec-websocket-accept');
+    const out = Object.fromEntries(mutable);
+    (res as Http2ServerResponse).writeHead(200, out);
+    head = '';
+    for (const [k, v] of mutable) head += `${k}: ${v}\r\n`;
+  } else {
+    head = switchingProtocolsHead(new Map<string, string>([['connection', 'Upgrade'], ['upgrade', String(up.headers.upgrade ?? 'websocket')], ...mutable]));
+    upgrade.socket.write(head);
+  }
+  if (up.head.length > 0) upgrade.socket.write(up.head);
+  if (upgrade.head.length > 0) up.socket.write(upgrade.head);
+  const result = await relay(upgrade.socket, up.socket);
+  return {
+    requestBytes: upgrade.head.length + result.bytesDownstreamToUpstream,
+    responseBytes: Buffer.byteLength(head) + up.head.length + result.bytesUpstreamToDownstream,
+    ...(result.error ? { error: result.error.message } : {}),
+  };
 }

@@ -1,4 +1,4 @@
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import type { Labels, MetricsRegistry } from '../core/metrics.ts';
 import type { SpiffeId } from '../identity/spiffe.ts';
 import { PEER_LABELS, peerLabels, UNKNOWN } from '../workload-api/peer-labels.ts';
@@ -35,6 +35,8 @@ export interface HttpRequestRecord {
 
 export interface WaypointMetrics {
   record(r: HttpRequestRecord): void;
+  /** Envoy's `cluster.<name>.retry_or_shadow_abandoned`: a request body too large to buffer for retries. */
+  retryOrShadowAbandoned?(cluster: string): void;
 }
 
 export function createWaypointMetrics(registry: MetricsRegistry, options: { buildTag?: string | undefined } = {}): WaypointMetrics {
@@ -43,7 +45,13 @@ export function createWaypointMetrics(registry: MetricsRegistry, options: { buil
   for (const family of series.families()) registry.prom.registerMetric(family as never);
   const build = new Gauge({ name: 'istio_build', help: 'Istio component build info.', labelNames: ['component', 'tag'], registers });
   build.set({ component: 'proxy', tag: options.buildTag ?? UNKNOWN }, 1);
-  return { record: (r) => series.record(r) };
+  const abandoned = new Counter({ name: 'envoy_cluster_retry_or_shadow_abandoned', help: 'Requests whose retries were abandoned because the body exceeded the buffer limit.', labelNames: ['cluster_name'], registers });
+  return {
+    retryOrShadowAbandoned(cluster) {
+      abandoned.inc({ cluster_name: cluster });
+    },
+    record: (r) => series.record(r),
+  };
 }
 
 interface SeriesValues {

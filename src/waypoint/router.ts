@@ -1,5 +1,5 @@
 import type {
-  BackendRef, HeaderMutation, HttpRoute, L7StringMatch, Mirror, RetryPolicy, RouteConfiguration, RouteMatch, WeightedBackend,
+  BackendRef, CorsPolicy, HeaderMutation, HttpRoute, L7StringMatch, Mirror, RetryPolicy, RouteConfiguration, RouteMatch, WeightedBackend,
 } from '../workload-api/l7-types.ts';
 import { DEFAULT_RETRY_POLICY } from '../workload-api/l7-types.ts';
 import { queryParam, type L7Request } from './request.ts';
@@ -28,13 +28,15 @@ export interface ForwardDecision {
   /** Fault delay to wait first (0: none). */
   readonly delayMs: number;
   readonly mirrors: readonly BackendRef[];
+  /** The route's CORS policy (evaluated by `cors.ts`). */
+  readonly cors?: CorsPolicy;
 }
 
 export type RouteDecision =
   | ForwardDecision
   | { readonly kind: 'no-route' }
   | { readonly kind: 'redirect'; readonly route: string; readonly status: number; readonly location: string; readonly responseHeaders: readonly HeaderMutation[] }
-  | { readonly kind: 'abort'; readonly route: string; readonly delayMs: number; readonly abort: { readonly kind: 'http' | 'grpc'; readonly status: number } };
+  | { readonly kind: 'abort'; readonly route: string; readonly delayMs: number; readonly abort: { readonly kind: 'http' | 'grpc'; readonly status: number }; readonly cors?: CorsPolicy };
 
 export interface RouteInput {
   readonly request: L7Request;
@@ -121,7 +123,7 @@ export function routeRequest(input: RouteInput): RouteDecision {
   const fault = route.fault;
   const delayMs = fault?.delay && hit(fault.delay.percentage, random()) ? fault.delay.fixedDelayMs : 0;
   if (fault?.abort && hit(fault.abort.percentage, random())) {
-    return { kind: 'abort', route: route.name, delayMs, abort: { kind: fault.abort.kind, status: fault.abort.status } };
+    return { kind: 'abort', route: route.name, delayMs, abort: { kind: fault.abort.kind, status: fault.abort.status }, ...(route.cors ? { cors: route.cors } : {}) };
   }
 
   const chosen: WeightedBackend | undefined = pickWeighted(route.backends, random());
@@ -147,6 +149,7 @@ export function routeRequest(input: RouteInput): RouteDecision {
     retries: route.retries ?? { attempts: 0, retryOn: [], retriableStatusCodes: [] },
     delayMs,
     mirrors,
+    ...(route.cors ? { cors: route.cors } : {}),
   };
 }
 

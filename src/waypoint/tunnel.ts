@@ -11,7 +11,8 @@ import type { SpiffeId } from '../identity/spiffe.ts';
 import type { StateReader } from '../workload-api/store.ts';
 import type { Port, Service, Workload } from '../workload-api/types.ts';
 import type { Destinations, Endpoint } from './destinations.ts';
-import { createHttpHandler, type HttpProxyDeps, type TunnelContext } from './http-proxy.ts';
+import { createHttpHandler, createUpgradeHandler, type HttpProxyDeps, type TunnelContext } from './http-proxy.ts';
+import { shouldUpgrade } from './upgrade.ts';
 import { copyingDuplexPair } from './upstream.ts';
 import { portProtocol, sniffProtocol, type PortProtocol } from './protocol.ts';
 
@@ -134,7 +135,8 @@ async function openTcp(deps: TunnelHandlerDeps, e: Endpoint): Promise<Duplex> {
 }
 
 function serveHttp1(socket: Duplex, ctx: TunnelContext, deps: TunnelHandlerDeps): void {
-  const server = createH1Server({ maxHeaderSize: deps.maxHeaderBytes, requireHostHeader: false, keepAliveTimeout: 0, requestTimeout: 0, headersTimeout: 60_000 }, createHttpHandler(ctx, deps));
+  const server = createH1Server({ maxHeaderSize: deps.maxHeaderBytes, requireHostHeader: false, keepAliveTimeout: 0, requestTimeout: 0, headersTimeout: 60_000, shouldUpgradeCallback: shouldUpgrade }, createHttpHandler(ctx, deps));
+  server.on('upgrade', createUpgradeHandler(ctx, deps));
   server.on('clientError', (err, sock) => {
     deps.log.info({ code: ErrorCode.WAYPOINT_BAD_REQUEST, err: errorMessage(err), reason: errorCode(err) }, 'malformed HTTP/1.1 request');
     const status = errorCode(err) === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
@@ -145,7 +147,9 @@ function serveHttp1(socket: Duplex, ctx: TunnelContext, deps: TunnelHandlerDeps)
 }
 
 function serveHttp2(socket: Duplex, ctx: TunnelContext, deps: TunnelHandlerDeps): void {
-  const server = createH2Server({ maxSessionMemory: 16, settings: { maxConcurrentStreams: 100, maxHeaderListSize: deps.maxHeaderBytes } }, createHttpHandler(ctx, deps));
+  const handler = createHttpHandler(ctx, deps);
+  const server = createH2Server({ maxSessionMemory: 16, settings: { maxConcurrentStreams: 100, maxHeaderListSize: deps.maxHeaderBytes, enableConnectProtocol: true } }, handler);
+  server.on('connect', handler); // RFC 8441 extended CONNECT (WebSocket over HTTP/2), and plain CONNECT (refused)
   server.on('sessionError', (err) => deps.log.info({ code: ErrorCode.WAYPOINT_BAD_REQUEST, err: errorMessage(err) }, 'HTTP/2 session error'));
   server.on('session', (session) => session.on('error', (err) => deps.log.debug({ code: errorCode(err), err: errorMessage(err) }, 'HTTP/2 session error')));
   server.emit('connection', socket);

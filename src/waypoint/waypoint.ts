@@ -22,6 +22,7 @@ import { Destinations } from './destinations.ts';
 import { createWaypointMetrics } from './metrics.ts';
 import { waypointHandler } from './tunnel.ts';
 import { Upstream } from './upstream.ts';
+import { createUpgradeConnector } from './upgrade.ts';
 
 /**
  * `ambientd waypoint` assembled: certificates (FAKE_CA or CA_ADDRESS), the mesh state (workload API
@@ -114,6 +115,7 @@ export async function startWaypoint(config: WaypointConfig, options: WaypointOpt
         hbonePort: config.upstreamHbonePort,
         destinations,
         upstream,
+        upgrades: createUpgradeConnector({ hbone, identity, hbonePort: config.upstreamHbonePort, logger: root }),
         metrics,
         // Its records have fixed fields, none a secret: no redaction pass (half the cost of a line).
         accessLog: root.child({ component: 'access' }, { redact: [] }),

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import type { Result } from '../core/result.ts';
 import { Problems } from './convert.ts';
 import type { AuthorizationPolicy__Output } from './generated/ambient/l7/AuthorizationPolicy.ts';
+import type { CorsPolicy__Output } from './generated/ambient/l7/CorsPolicy.ts';
 import type { DestinationPolicy__Output } from './generated/ambient/l7/DestinationPolicy.ts';
 import type { HeaderMutation__Output } from './generated/ambient/l7/HeaderMutation.ts';
 import type { HttpRoute__Output } from './generated/ambient/l7/HttpRoute.ts';
@@ -12,7 +13,7 @@ import type { StringMatch__Output } from './generated/ambient/l7/StringMatch.ts'
 import type { TrafficPolicy__Output } from './generated/ambient/l7/TrafficPolicy.ts';
 import type { Duration__Output } from './generated/google/protobuf/Duration.ts';
 import {
-  OUTLIER_DEFAULTS, RETRY_ON, type DestinationPolicy, type HeaderMutation, type HttpRoute, type L7AuthorizationPolicy, type L7Condition,
+  OUTLIER_DEFAULTS, RETRY_ON, type CorsPolicy, type DestinationPolicy, type HeaderMutation, type HttpRoute, type L7AuthorizationPolicy, type L7Condition,
   type JwtRule, type L7StringMatch, type LoadBalancerPolicy, type RequestAuthentication, type RetryOn, type RouteConfiguration, type TrafficPolicy,
 } from './l7-types.ts';
 
@@ -85,6 +86,32 @@ function backendRef(problems: Problems, path: string, b: { namespace: string; ho
 }
 
 const REDIRECT_CODES = [301, 302, 303, 307, 308] as const;
+
+const METHOD_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+function cors(problems: Problems, path: string, c: CorsPolicy__Output | null | undefined): CorsPolicy | undefined {
+  if (!c) return undefined;
+  const allowOrigins = c.allowOrigins.flatMap((m, i) => {
+    const match = stringMatch(problems, `${path}.allow_origins[${i}]`, m);
+    return match ? [match] : [];
+  });
+  c.allowMethods.forEach((m, i) => {
+    if (!METHOD_TOKEN.test(m)) problems.add(`${path}.allow_methods[${i}]`, `${JSON.stringify(m)} is not a method`);
+  });
+  const names = (list: readonly string[], at: string) => list.map((h, i) => (h === '*' ? h : headerName(problems, `${path}.${at}[${i}]`, h.toLowerCase())));
+  const allowHeaders = names(c.allowHeaders, 'allow_headers');
+  const exposeHeaders = names(c.exposeHeaders, 'expose_headers');
+  const maxAgeMs = durationMs(problems, `${path}.max_age`, c.maxAge);
+  return {
+    allowOrigins,
+    allowMethods: c.allowMethods,
+    allowHeaders,
+    exposeHeaders,
+    ...(maxAgeMs !== undefined ? { maxAgeSeconds: Math.floor(maxAgeMs / 1000) } : {}),
+    allowCredentials: c.allowCredentials?.value ?? false,
+    forwardNotMatchingPreflights: c.forwardNotMatchingPreflights?.value ?? true,
+  };
+}
 
 function route(problems: Problems, path: string, r: HttpRoute__Output): HttpRoute {
   const matches = r.matches.map((m, i) => {
@@ -178,6 +205,7 @@ function route(problems: Problems, path: string, r: HttpRoute__Output): HttpRout
   const timeoutMs = durationMs(problems, `${path}.timeout`, r.timeout);
   const requestHeaders = mutation(problems, `${path}.request_headers`, r.requestHeaders);
   const responseHeaders = mutation(problems, `${path}.response_headers`, r.responseHeaders);
+  const corsPolicy = cors(problems, `${path}.cors`, r.cors);
   return {
     name: r.name,
     matches,
@@ -190,6 +218,7 @@ function route(problems: Problems, path: string, r: HttpRoute__Output): HttpRout
     ...(timeoutMs ? { timeoutMs } : {}),
     ...(retries ? { retries } : {}),
     ...(fault ? { fault } : {}),
+    ...(corsPolicy ? { cors: corsPolicy } : {}),
   };
 }
 

@@ -73,6 +73,15 @@ function route(r: HttpRoute): HttpRouteWire {
       },
     },
     mirrors: r.mirrors.map((m) => ({ namespace: m.namespace, hostname: m.hostname, port: m.port, subset: m.subset, percentage: { value: m.percentage } })),
+    cors: r.cors === undefined ? null : {
+      allowOrigins: r.cors.allowOrigins.map((m) => stringMatch(m) as StringMatchWire),
+      allowMethods: [...r.cors.allowMethods],
+      allowHeaders: [...r.cors.allowHeaders],
+      exposeHeaders: [...r.cors.exposeHeaders],
+      maxAge: r.cors.maxAgeSeconds === undefined ? null : { seconds: r.cors.maxAgeSeconds, nanos: 0 },
+      allowCredentials: { value: r.cors.allowCredentials },
+      forwardNotMatchingPreflights: { value: r.cors.forwardNotMatchingPreflights },
+    },
   };
 }
 

@@ -96,6 +96,19 @@ export interface Mirror extends BackendRef {
   readonly percentage: number;
 }
 
+/** Envoy's route CORS policy (Istio's VirtualService `corsPolicy`, Gateway API's CORS filter). */
+export interface CorsPolicy {
+  /** An origin matching any is allowed; a matcher matching "*" allows every origin. */
+  readonly allowOrigins: readonly L7StringMatch[];
+  readonly allowMethods: readonly string[];
+  readonly allowHeaders: readonly string[];
+  readonly exposeHeaders: readonly string[];
+  readonly maxAgeSeconds?: number;
+  readonly allowCredentials: boolean;
+  /** A preflight from an origin not allowed goes upstream (Envoy's default) rather than answered locally. */
+  readonly forwardNotMatchingPreflights: boolean;
+}
+
 export interface HttpRoute {
   readonly name: string;
   /** Empty: every request. */
@@ -110,6 +123,7 @@ export interface HttpRoute {
   readonly retries?: RetryPolicy;
   readonly fault?: FaultInjection;
   readonly mirrors: readonly Mirror[];
+  readonly cors?: CorsPolicy;
 }
 
 export interface RouteConfiguration {

@@ -1,4 +1,5 @@
 import type { ExecutionContext } from 'ava';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { createServer as createH1Server, request as h1request, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -16,6 +17,7 @@ import { startWaypoint, type Waypoint } from '../../src/waypoint/waypoint.ts';
 import { captureLog, type CapturedLog } from '../helpers/log.ts';
 import { testPki, type TestPki } from '../helpers/pki.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { webSocketEcho, type WsEvent } from '../helpers/websocket.ts';
 
 /**
  * A waypoint in-process on loopback with everything real around it: a CA, two "pods" (127.0.0.2 and
@@ -41,15 +43,24 @@ export interface AppRecord {
   readonly url: string;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly protocol: string;
+  /** The request body's size and sha256 (hex) as the app received it. */
+  readonly bodyBytes: number;
+  readonly bodySha256: string;
 }
 
 function app(pod: string, requests: AppRecord[]) {
   return (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    // A mirror target that never reads its body nor answers (the v2 pod only), for slow-mirror tests.
+    if (pod === 'reviews-v2' && url.pathname.startsWith('/upload/stall')) return void req.pause();
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const record: AppRecord = { pod, method: req.method ?? '', url: req.url ?? '', headers: req.headers as Record<string, string>, protocol: req.httpVersion };
+      const received = Buffer.concat(chunks);
+      const record: AppRecord = {
+        pod, method: req.method ?? '', url: req.url ?? '', headers: req.headers as Record<string, string>, protocol: req.httpVersion,
+        bodyBytes: received.length, bodySha256: createHash('sha256').update(received).digest('hex'),
+      };
       requests.push(record);
       const r = res as ServerResponse;
       const json = (status: number, body: unknown, extra: Record<string, string> = {}) => {
@@ -57,6 +68,7 @@ function app(pod: string, requests: AppRecord[]) {
         r.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-pod': pod, ...extra });
         r.end(text);
       };
+      if (url.pathname.startsWith('/upload')) return json(200, { pod, bytes: record.bodyBytes, sha256: record.bodySha256 });
       if (url.pathname === '/admin') return json(200, { secret: 'ADMIN SECRET', pod });
       if (url.pathname.startsWith('/status/')) return json(Number(url.pathname.slice(8)), { pod });
       if (url.pathname === '/flaky') {
@@ -84,9 +96,10 @@ function app(pod: string, requests: AppRecord[]) {
 }
 
 /** An app speaking HTTP/1.1 and h2c on one port (the first bytes decide). */
-async function startApp(pod: string, host: string, requests: AppRecord[]): Promise<Server> {
+async function startApp(pod: string, host: string, requests: AppRecord[], wsEvents: PodWsEvent[]): Promise<Server> {
   const handler = app(pod, requests);
   const h1 = createH1Server(handler);
+  h1.on('upgrade', webSocketEcho((e) => wsEvents.push({ pod, ...e })));
   const h2 = createH2Server(handler);
   const server = createNetServer({ allowHalfOpen: false }, (socket: Socket) => {
     socket.on('error', () => {});
@@ -106,12 +119,16 @@ async function startApp(pod: string, host: string, requests: AppRecord[]): Promi
   return server;
 }
 
+export type PodWsEvent = WsEvent & { readonly pod: string };
+
 export interface WaypointFixture {
   readonly pki: TestPki;
   readonly waypoint: Waypoint;
   readonly client: HboneClient;
   readonly log: CapturedLog;
   readonly requests: AppRecord[];
+  /** What the pods' WebSocket echo servers saw. */
+  readonly wsEvents: PodWsEvent[];
   readonly l7Path: string;
   /** Opens a tunnel to the waypoint for `authority` (VIP:port). */
   tunnel(authority: string): ReturnType<HboneClient['connect']>;
@@ -229,7 +246,8 @@ export async function startFixture(t: ExecutionContext, options: FixtureOptions 
   const pki = testPki();
   const log = captureLog();
   const requests: AppRecord[] = [];
-  const apps = await Promise.all(PODS.map((p) => startApp(p.name, p.ip, requests)));
+  const wsEvents: PodWsEvent[] = [];
+  const apps = await Promise.all(PODS.map((p) => startApp(p.name, p.ip, requests, wsEvents)));
   t.teardown(async () => {
     for (const a of apps) a.close();
   });
@@ -288,6 +306,7 @@ export async function startFixture(t: ExecutionContext, options: FixtureOptions 
     client,
     log,
     requests,
+    wsEvents,
     l7Path,
     tunnel,
     async http1(authority, o) {

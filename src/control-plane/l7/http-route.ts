@@ -1,6 +1,7 @@
-import type { HeaderMutation, HttpRoute, L7StringMatch, Mirror, RouteConfiguration, RouteMatch, WeightedBackend } from '../../workload-api/l7-types.ts';
+import type { CorsPolicy, HeaderMutation, HttpRoute, L7StringMatch, Mirror, RouteConfiguration, RouteMatch, WeightedBackend } from '../../workload-api/l7-types.ts';
 import { DEFAULT_RETRY_POLICY } from '../../workload-api/l7-types.ts';
 import type { KubeObject, TargetRef } from '../kube-objects.ts';
+import { gatewayCors, type GatewayCorsSpec } from './cors.ts';
 import type { ClusterView } from '../view.ts';
 import { waypointReference } from '../waypoint.ts';
 
@@ -17,7 +18,8 @@ import { waypointReference } from '../waypoint.ts';
  *   parameters; ties go to the oldest HTTPRoute, then the first by `namespace/name`, then rule order.
  * - Filters: RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect (302 by default, as the API says),
  *   URLRewrite, RequestMirror (`percent` or `fraction`); `timeouts.request`. Every forwarding route gets Istio's
- *   default retry policy (HTTPRoute v1 has no retry field). Backend filters: the two header
+ *   default retry policy (HTTPRoute v1 has no retry field); CORS (Gateway API v1.2's HTTPCORSFilter, served by the
+ *   stand-in CRDs as an unvalidated field; a bad CORS field is reported and left out, the rule stays). Backend filters: the two header
  *   modifiers.
  * - backendRefs name Services in the route's namespace (a cross-namespace reference needs a ReferenceGrant, which
  *   is not read: it is refused with a problem), weight 1 by default.
@@ -55,6 +57,8 @@ export interface HttpRouteFilterSpec {
     readonly percent?: number;
     readonly fraction?: { readonly numerator?: number; readonly denominator?: number };
   };
+  /** Gateway API v1.2+ (experimental channel) HTTPCORSFilter. */
+  readonly cors?: GatewayCorsSpec;
 }
 
 export interface BackendRefSpec extends TargetRef {
@@ -200,6 +204,8 @@ function translateRule(view: ClusterView, route: HttpRouteObject, rule: HttpRout
   let redirect: HttpRoute['redirect'];
   let rewrite: HttpRoute['rewrite'];
   const mirrors: Mirror[] = [];
+  let cors: CorsPolicy | undefined;
+  const corsProblems: string[] = [];
   (rule.filters ?? []).forEach((f, i) => {
     const at = `${where}.filters[${i}]`;
     switch (f.type) {
@@ -238,8 +244,12 @@ function translateRule(view: ClusterView, route: HttpRouteObject, rule: HttpRout
         if (target) mirrors.push({ ...target, subset: '', percentage });
         break;
       }
+      case 'CORS':
+        // A bad CORS field drops only that field (or origin), never the rule.
+        cors = gatewayCors(f.cors ?? {}, `${at}.cors`, corsProblems);
+        break;
       default:
-        problems.push(`${at}.type: ${JSON.stringify(f.type)} is not supported (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror)`);
+        problems.push(`${at}.type: ${JSON.stringify(f.type)} is not supported (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror, CORS)`);
     }
   });
   const backends: WeightedBackend[] = [];
@@ -268,9 +278,11 @@ function translateRule(view: ClusterView, route: HttpRouteObject, rule: HttpRout
     timeoutMs = gatewayDurationMs(rule.timeouts.request);
     if (timeoutMs === undefined) problems.push(`${where}.timeouts.request: ${JSON.stringify(rule.timeouts.request)} is not a duration`);
   }
-  if (problems.length > before) return undefined;
+  problems.push(...corsProblems);
+  if (problems.length > before + corsProblems.length) return undefined;
   return {
     backends, mirrors,
+    ...(cors && !redirect ? { cors } : {}),
     // HTTPRoute has no retry field in v1; Istio gives every route its default retry policy.
     ...(redirect ? {} : { retries: DEFAULT_RETRY_POLICY }),
     ...(requestHeaders ? { requestHeaders } : {}), ...(responseHeaders ? { responseHeaders } : {}),

@@ -5,6 +5,7 @@ import { DEFAULT_RETRY_POLICY, RETRY_ON } from '../../workload-api/l7-types.ts';
 import type { KubeObject } from '../kube-objects.ts';
 import type { ClusterView } from '../view.ts';
 import { waypointReference } from '../waypoint.ts';
+import { virtualServiceCors, type VirtualServiceCorsSpec } from './cors.ts';
 import { istioDurationMs, resolveHost } from './destination-rule.ts';
 
 /**
@@ -19,7 +20,7 @@ import { istioDurationMs, resolveHost } from './destination-rule.ts';
  *   match is skipped.
  * - Routes: weighted destinations with subsets and ports, per-destination header operations; redirect, rewrite,
  *   timeout, retries (`retryOn` as a comma list; none given means Istio's default policy), fault delay/abort, mirror/mirrors with percentages, header
- *   operations.
+ *   operations, corsPolicy (a bad CORS field is reported and left out; the route stays).
  * - Routes are kept in order; nothing after the first catch-all route of a VirtualService is reachable, so it is
  *   reported and dropped. Several VirtualServices for one host: the oldest first. A host that also has an
  *   HTTPRoute keeps the HTTPRoute's configuration (the caller decides; this function reports nothing about it).
@@ -73,6 +74,7 @@ export interface VirtualServiceHttpRoute {
   readonly mirrorPercentage?: { readonly value?: number };
   readonly mirrors?: ReadonlyArray<{ readonly destination?: DestinationSpec; readonly percentage?: { readonly value?: number } }>;
   readonly headers?: HeadersSpec;
+  readonly corsPolicy?: VirtualServiceCorsSpec;
 }
 
 export interface VirtualServiceObject extends KubeObject {
@@ -231,6 +233,8 @@ function translateRoute(view: ClusterView, vs: VirtualServiceObject, route: Virt
     if (target) mirrors.push({ ...target, percentage: percent(m.percentage?.value, `${where}.mirrors[${i}].percentage`, problems) });
   });
   if (problems.length > before) return undefined;
+  // CORS: a bad field drops only that field (or origin), never the route.
+  const cors = route.corsPolicy && !route.redirect ? virtualServiceCors(route.corsPolicy, `${where}.corsPolicy`, problems) : undefined;
   const requestHeaders = headerOperations(route.headers?.request);
   const responseHeaders = headerOperations(route.headers?.response);
   return {
@@ -238,7 +242,7 @@ function translateRoute(view: ClusterView, vs: VirtualServiceObject, route: Virt
     matches, backends, mirrors,
     ...(requestHeaders ? { requestHeaders } : {}), ...(responseHeaders ? { responseHeaders } : {}),
     ...(redirect ? { redirect } : {}), ...(rewrite ? { rewrite } : {}), ...(timeoutMs ? { timeoutMs } : {}),
-    ...(retries ? { retries } : {}), ...(fault ? { fault } : {}),
+    ...(retries ? { retries } : {}), ...(fault ? { fault } : {}), ...(cors ? { cors } : {}),
   };
 }
 

@@ -9,6 +9,7 @@ import type { Duration as _google_protobuf_Duration, Duration__Output as _google
 import type { RetryPolicy as _ambient_l7_RetryPolicy, RetryPolicy__Output as _ambient_l7_RetryPolicy__Output } from '../../ambient/l7/RetryPolicy.ts';
 import type { FaultInjection as _ambient_l7_FaultInjection, FaultInjection__Output as _ambient_l7_FaultInjection__Output } from '../../ambient/l7/FaultInjection.ts';
 import type { Mirror as _ambient_l7_Mirror, Mirror__Output as _ambient_l7_Mirror__Output } from '../../ambient/l7/Mirror.ts';
+import type { CorsPolicy as _ambient_l7_CorsPolicy, CorsPolicy__Output as _ambient_l7_CorsPolicy__Output } from '../../ambient/l7/CorsPolicy.ts';
 
 export interface HttpRoute {
   'name'?: (string);
@@ -22,6 +23,7 @@ export interface HttpRoute {
   'retries'?: (_ambient_l7_RetryPolicy | null);
   'fault'?: (_ambient_l7_FaultInjection | null);
   'mirrors'?: (_ambient_l7_Mirror)[];
+  'cors'?: (_ambient_l7_CorsPolicy | null);
 }
 
 export interface HttpRoute__Output {
@@ -36,4 +38,5 @@ export interface HttpRoute__Output {
   'retries': (_ambient_l7_RetryPolicy__Output | null);
   'fault': (_ambient_l7_FaultInjection__Output | null);
   'mirrors': (_ambient_l7_Mirror__Output)[];
+  'cors': (_ambient_l7_CorsPolicy__Output | null);
 }
