@@ -426,20 +426,12 @@ async function handle(ctx: TunnelContext, deps: HttpProxyDeps, random: () => num
       }
     }
     while (!upgrade) {
-      let endpoint: Endpoint;
-      let cluster: string;
-      if (ctx.target.kind === 'workload') {
-        endpoint = { workload: ctx.target.workload, ip: ctx.target.ip, port: ctx.port };
-        cluster = `encap|${ctx.target.ip}:${ctx.port}`;
-      } else {
-        const picked = deps.destinations.pick(backend, l7request, tried);
-        if (!picked.ok) {
-          outcome.cluster = picked.cluster;
-          return local(503, 'no healthy upstream', 'UH', 'no_healthy_upstream');
-        }
-        endpoint = picked.endpoint;
-        cluster = picked.cluster;
+      const chosen = chooseEndpoint(ctx, deps, backend, l7request, tried);
+      if (!chosen.ok) {
+        outcome.cluster = chosen.cluster;
+        return local(503, 'no healthy upstream', 'UH', 'no_healthy_upstream');
       }
+      const { endpoint, cluster } = chosen;
       outcome.cluster = cluster;
       outcome.upstream = endpoint;
       tried.add(endpoint.workload.uid);
@@ -628,6 +620,24 @@ type UpgradeAttempt =
   | Extract<UpgradeResult, { kind: 'response' }>
   | { readonly kind: 'failed'; readonly failure: TryOutcome; readonly message: string };
 
+/**
+ * Where one try goes: a tunnel to a pod goes to that pod (cluster `encap|ip:port`); one to a service goes to
+ * the endpoint its backend's load balancer picks, skipping those already `tried`.
+ */
+function chooseEndpoint(
+  ctx: TunnelContext,
+  deps: HttpProxyDeps,
+  backend: ForwardDecision['backend'],
+  request: L7Request,
+  tried?: ReadonlySet<string>,
+): { ok: true; endpoint: Endpoint; cluster: string } | { ok: false; cluster: string } {
+  if (ctx.target.kind === 'workload') {
+    return { ok: true, endpoint: { workload: ctx.target.workload, ip: ctx.target.ip, port: ctx.port }, cluster: `encap|${ctx.target.ip}:${ctx.port}` };
+  }
+  const picked = deps.destinations.pick(backend, request, tried);
+  return picked.ok ? { ok: true, endpoint: picked.endpoint, cluster: picked.cluster } : { ok: false, cluster: picked.cluster };
+}
+
 /** The single try of an upgrade: pick the endpoint, admit it to the pool, ask for the upgrade over HBONE. */
 async function upgradeAttempt(
   ctx: TunnelContext,
@@ -635,20 +645,12 @@ async function upgradeAttempt(
   upgrade: DownstreamUpgrade,
   a: { l7request: L7Request; decision: ForwardDecision; headers: ReadonlyMap<string, string>; traceparent: string; pool: Parameters<Destinations['admit']>[1]; signal: AbortSignal; outcome: Outcome; requestId: string },
 ): Promise<UpgradeAttempt> {
-  let endpoint: Endpoint;
-  let cluster: string;
-  if (ctx.target.kind === 'workload') {
-    endpoint = { workload: ctx.target.workload, ip: ctx.target.ip, port: ctx.port };
-    cluster = `encap|${ctx.target.ip}:${ctx.port}`;
-  } else {
-    const picked = deps.destinations.pick(a.decision.backend, a.l7request);
-    if (!picked.ok) {
-      a.outcome.cluster = picked.cluster;
-      return { kind: 'local', reply: [503, 'no healthy upstream', 'UH', 'no_healthy_upstream'] };
-    }
-    endpoint = picked.endpoint;
-    cluster = picked.cluster;
+  const chosen = chooseEndpoint(ctx, deps, a.decision.backend, a.l7request);
+  if (!chosen.ok) {
+    a.outcome.cluster = chosen.cluster;
+    return { kind: 'local', reply: [503, 'no healthy upstream', 'UH', 'no_healthy_upstream'] };
   }
+  const { endpoint, cluster } = chosen;
   a.outcome.cluster = cluster;
   a.outcome.upstream = endpoint;
   if (!deps.upgrades) return { kind: 'local', reply: [503, 'upgrades are not available', undefined, 'upgrade_failed'] };
