@@ -110,6 +110,24 @@ function containerEnv(container: { env?: Array<{ name: string; value?: string; v
   return env;
 }
 
+/** The token the demo's API server accepts from a node's ztunnel, bound to that node as kubelet's would be. */
+export const ztunnelToken = (nodeName: string): string => `ztunnel-${nodeName}`;
+
+/**
+ * A shared-mode ztunnel's environment on a simulated node: its pods from the node agent's ZDS socket, its mesh
+ * and certificates from the control plane on this machine's loopback (verified as istiod's service name), the
+ * node's ztunnel token.
+ */
+export function nodeZtunnelEnv(node: { readonly nodeName: string; readonly ztunnelSocket: string; readonly controlPlane: ControlPlane }): Record<string, string> {
+  const grpc = `https://localhost:${node.controlPlane.ports().grpc}`;
+  const root = node.controlPlane.rootCertPem();
+  return {
+    PROXY_MODE: 'shared', INPOD_UDS: node.ztunnelSocket, NODE_NAME: node.nodeName, CONNECTION_TERMINATION_DEADLINE: '1s',
+    XDS_ADDRESS: grpc, CA_ADDRESS: grpc, XDS_ROOT_CA: root, CA_ROOT_CA: root,
+    ALT_XDS_HOSTNAME: CP_HOSTNAME, ALT_CA_HOSTNAME: CP_HOSTNAME, AUTH_TOKEN: ztunnelToken(node.nodeName),
+  };
+}
+
 export async function startDemo(config: DemoConfig, examples: readonly ExampleObject[], deps: DemoDeps): Promise<Demo> {
   const steps = 8;
   let step = 0;
@@ -143,7 +161,7 @@ export async function startDemo(config: DemoConfig, examples: readonly ExampleOb
       const obj = resource === 'pods' ? { ...object, status: { phase: 'Pending' } } : object;
       api.create(resource, obj as Parameters<FakeKube['create']>[1]);
     }
-    for (const n of NODES) api.registerToken(`ztunnel-${n.name}`, { username: 'system:serviceaccount:istio-system:ztunnel', audiences: ['istio-ca'], extra: { [NODE_NAME_EXTRA]: [n.name] } });
+    for (const n of NODES) api.registerToken(ztunnelToken(n.name), { username: 'system:serviceaccount:istio-system:ztunnel', audiences: ['istio-ca'], extra: { [NODE_NAME_EXTRA]: [n.name] } });
 
     // ---- the control plane ----
     progress('control plane (xDS, CA, waypoint controller)');
@@ -164,7 +182,6 @@ export async function startDemo(config: DemoConfig, examples: readonly ExampleOb
     });
     closers.push(() => cp.close());
     await cp.ready;
-    const grpc = `https://localhost:${cp.ports().grpc}`;
     const rootCaPath = join(config.stateDir, 'root-cert.pem');
     await writeFile(rootCaPath, cp.rootCertPem());
 
@@ -191,11 +208,7 @@ export async function startDemo(config: DemoConfig, examples: readonly ExampleOb
       await agent.installer?.installed;
       const zparsed = parseZtunnelConfig(
         { 'admin-port': '0', 'stats-port': '0', 'readiness-port': '0' },
-        {
-          PROXY_MODE: 'shared', INPOD_UDS: parsed.value.ztunnelSocket, NODE_NAME: n.name, CONNECTION_TERMINATION_DEADLINE: '1s',
-          XDS_ADDRESS: grpc, CA_ADDRESS: grpc, XDS_ROOT_CA: cp.rootCertPem(), CA_ROOT_CA: cp.rootCertPem(),
-          ALT_XDS_HOSTNAME: CP_HOSTNAME, ALT_CA_HOSTNAME: CP_HOSTNAME, AUTH_TOKEN: `ztunnel-${n.name}`,
-        },
+        nodeZtunnelEnv({ nodeName: n.name, ztunnelSocket: parsed.value.ztunnelSocket, controlPlane: cp }),
       );
       if (!zparsed.ok) throw new DemoError(ErrorCode.DEMO_START_FAILED, zparsed.errors.join('; '));
       const zt = await startZtunnel(zparsed.value, { logger: nodeLogger });

@@ -14,6 +14,7 @@ import { startZtunnel, type Ztunnel } from '../../src/ztunnel/ztunnel.ts';
 import { SHIM } from '../helpers/cni.ts';
 import { nodeAgentEnv, runtimeAddPod, setPodIp, type ChainRun } from '../../src/demo/cni-runtime.ts';
 import { startFakeKube, type FakeKube } from '../../src/demo/api-server.ts';
+import { nodeZtunnelEnv, ztunnelToken } from '../../src/demo/demo.ts';
 import { captureLog } from '../helpers/log.ts';
 import { createNodeNetwork, requireNetns, type NetnsNode } from '../helpers/netns.ts';
 import { testPki } from '../helpers/pki.ts';
@@ -84,7 +85,7 @@ test('control plane + two nodes: the agents enrol, the control plane publishes, 
     spec: { selector: { app: 'server' }, clusterIP: VIP, clusterIPs: [VIP], ports: [{ name: 'tcp-echo', port: SERVICE_PORT, targetPort: 'echo', protocol: 'TCP' }] },
   } as Parameters<FakeKube['create']>[1]);
   for (const n of nodes) {
-    fake.registerToken(`ztunnel-${n.name}`, { username: 'system:serviceaccount:istio-system:ztunnel', audiences: ['istio-ca'], extra: { [NODE_NAME_EXTRA]: [n.name] } });
+    fake.registerToken(ztunnelToken(n.name), { username: 'system:serviceaccount:istio-system:ztunnel', audiences: ['istio-ca'], extra: { [NODE_NAME_EXTRA]: [n.name] } });
   }
 
   // ---- the control plane ----
@@ -94,7 +95,6 @@ test('control plane + two nodes: the agents enrol, the control plane publishes, 
   if (!cpConfig.ok) throw new Error(cpConfig.errors.join('; '));
   const cp = await startControlPlane(cpConfig.value, { logger: log.logger.child({ node: 'control-plane' }), ca: pki.ca, backoff: { initialMs: 5, maxMs: 50 } });
   await cp.ready;
-  const grpc = `https://localhost:${cp.ports().grpc}`;
 
   const agents: CniAgent[] = [];
   const ztunnels: Ztunnel[] = [];
@@ -123,11 +123,7 @@ test('control plane + two nodes: the agents enrol, the control plane publishes, 
 
     const zparsed = parseZtunnelConfig(
       { 'admin-port': '0', 'stats-port': '0', 'readiness-port': '0' },
-      {
-        PROXY_MODE: 'shared', INPOD_UDS: parsed.value.ztunnelSocket, NODE_NAME: n.name, CONNECTION_TERMINATION_DEADLINE: '1s',
-        XDS_ADDRESS: grpc, CA_ADDRESS: grpc, XDS_ROOT_CA: cp.rootCertPem(), CA_ROOT_CA: cp.rootCertPem(),
-        ALT_XDS_HOSTNAME: 'istiod.istio-system.svc', ALT_CA_HOSTNAME: 'istiod.istio-system.svc', AUTH_TOKEN: `ztunnel-${n.name}`,
-      },
+      nodeZtunnelEnv({ nodeName: n.name, ztunnelSocket: parsed.value.ztunnelSocket, controlPlane: cp }),
     );
     if (!zparsed.ok) throw new Error(zparsed.errors.join('\n'));
     const zt = await startZtunnel(zparsed.value, { logger: log.logger.child({ node: n.name }) });
