@@ -34,7 +34,11 @@ export interface HboneRequest {
   readonly signal: AbortSignal;
 }
 
-/** What the handler decides: open the tunnel to `upstream`, or refuse with Istio's status. */
+/**
+ * What the handler decides: open the tunnel to `upstream` (relayed both ways), take the tunnel's stream
+ * and `serve` it itself (the waypoint's HTTP server reads the stream with no relay in between), or
+ * refuse with Istio's status.
+ */
 export type HboneDecision =
   | {
       readonly status: 200;
@@ -42,6 +46,12 @@ export type HboneDecision =
       readonly responseHeaders?: Readonly<Record<string, string>>;
       /** Called once when the tunnel is done, with byte counts and how it ended. */
       readonly onClose?: (result: RelayResult) => void;
+    }
+  | {
+      readonly status: 200;
+      /** Called once the 200 is sent; the stream is the handler's from then on. */
+      readonly serve: (stream: ServerHttp2Stream) => void;
+      readonly responseHeaders?: Readonly<Record<string, string>>;
     }
   | { readonly status: 400 | 401 | 503; readonly code: ErrorCode; readonly reason: string };
 
@@ -220,10 +230,11 @@ async function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHead
   stream.off('close', onAbort);
   if (decision.status !== 200) return refuse(stream, decision, log, formatSpiffeId(peer));
   if (stream.destroyed || stream.closed) {
-    decision.upstream.destroy();
+    if ('upstream' in decision) decision.upstream.destroy();
     return;
   }
   stream.respond({ [h2.HTTP2_HEADER_STATUS]: 200, ...decision.responseHeaders });
+  if ('serve' in decision) return decision.serve(stream);
   const result = await relay(stream, decision.upstream);
   decision.onClose?.(result);
 }

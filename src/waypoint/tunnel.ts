@@ -1,5 +1,5 @@
 import { createServer as createH1Server } from 'node:http';
-import { createServer as createH2Server } from 'node:http2';
+import { createServer as createH2Server, type ServerHttp2Stream } from 'node:http2';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCode } from '../core/error-codes.ts';
@@ -13,7 +13,7 @@ import type { Port, Service, Workload } from '../workload-api/types.ts';
 import type { Destinations, Endpoint } from './destinations.ts';
 import { createHttpHandler, createUpgradeHandler, type HttpProxyDeps, type TunnelContext } from './http-proxy.ts';
 import { shouldUpgrade } from './upgrade.ts';
-import { copyingDuplexPair } from './upstream.ts';
+import { TunnelSocket } from '../hbone/tunnel-socket.ts';
 import { portProtocol, sniffProtocol, type PortProtocol } from './protocol.ts';
 
 /**
@@ -87,13 +87,15 @@ export function waypointHandler(deps: TunnelHandlerDeps): HboneHandler {
       }
     }
 
-    const [inner, outer] = copyingDuplexPair();
-    inner.on('error', () => {});
-    outer.on('error', () => {});
-    if (protocol === 'http1') serveHttp1(inner, context('http1'), deps);
-    else if (protocol === 'http2' || protocol === 'grpc') serveHttp2(inner, context('http2'), deps);
-    else sniff(inner, deps, target, request, context);
-    return { status: 200, upstream: outer };
+    // node's HTTP server reads the tunnel's stream itself (no relay in between).
+    const serve = (stream: ServerHttp2Stream) => {
+      const socket = new TunnelSocket(stream, { destroyWithoutEnd: 'reset' });
+      socket.on('error', () => {});
+      if (protocol === 'http1') serveHttp1(socket, context('http1'), deps);
+      else if (protocol === 'http2' || protocol === 'grpc') serveHttp2(socket, context('http2'), deps);
+      else sniff(socket, deps, target, request, context);
+    };
+    return { status: 200, serve };
   };
 }
 
@@ -146,7 +148,8 @@ function serveHttp1(socket: Duplex, ctx: TunnelContext, deps: TunnelHandlerDeps)
   server.emit('connection', socket);
 }
 
-function serveHttp2(socket: Duplex, ctx: TunnelContext, deps: TunnelHandlerDeps): void {
+function serveHttp2(socket: TunnelSocket, ctx: TunnelContext, deps: TunnelHandlerDeps): void {
+  socket.copyWrites = true; // node's HTTP/2 over a JS stream reuses its write buffers
   const handler = createHttpHandler(ctx, deps);
   const server = createH2Server({ maxSessionMemory: 16, settings: { maxConcurrentStreams: 100, maxHeaderListSize: deps.maxHeaderBytes, enableConnectProtocol: true } }, handler);
   server.on('connect', handler); // RFC 8441 extended CONNECT (WebSocket over HTTP/2), and plain CONNECT (refused)
@@ -156,7 +159,7 @@ function serveHttp2(socket: Duplex, ctx: TunnelContext, deps: TunnelHandlerDeps)
 }
 
 /** Envoy's HTTP inspector: read until the first bytes decide, put them back, and serve. */
-function sniff(socket: Duplex, deps: TunnelHandlerDeps, target: DispatchTarget, request: HboneRequest, context: (p: 'http1' | 'http2') => TunnelContext): void {
+function sniff(socket: TunnelSocket, deps: TunnelHandlerDeps, target: DispatchTarget, request: HboneRequest, context: (p: 'http1' | 'http2') => TunnelContext): void {
   let seen = Buffer.alloc(0);
   const decide = (verdict: 'http1' | 'http2' | 'tcp') => {
     socket.off('data', onData);

@@ -1,7 +1,8 @@
 import { request as h1request, type IncomingMessage, type RequestOptions } from 'node:http';
-import { connect as h2connect, constants as h2, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { connect as h2connect, constants as h2, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { Duplex, duplexPair, type Readable } from 'node:stream';
 import { relay } from '../hbone/relay.ts';
+import { TunnelSocket } from '../hbone/tunnel-socket.ts';
 import { errorCode, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { HboneClient } from '../hbone/client.ts';
@@ -108,59 +109,6 @@ export function copyingDuplexPair(): [Duplex, Duplex] {
   return [a, b];
 }
 
-/**
- * A socket-like duplex straight over an HBONE tunnel stream, for node's HTTP/1.1 client (one stream hop
- * less than socketOver's pair and relay, on every request). It has no _writev and turns strings into
- * Buffers, so the HTTP/2 stream never gets the corked latin1-string writev that corrupts bytes (see
- * socketOver). A clean close half-closes the tunnel (END_STREAM, the app sees FIN) and lets the peer
- * finish; a close on an error, or before the exchange is over, cancels the stream (RST_STREAM CANCEL).
- */
-export class TunnelSocket extends Duplex {
-  readonly #stream: ClientHttp2Stream;
-
-  constructor(stream: ClientHttp2Stream) {
-    super();
-    this.#stream = stream;
-    stream.on('data', (chunk: Buffer) => {
-      if (!this.push(chunk)) stream.pause();
-    });
-    stream.once('end', () => this.push(null));
-    stream.on('error', (err) => this.destroy(err));
-    stream.once('close', () => {
-      if (this.destroyed) return;
-      if (this.readableEnded) this.destroy();
-      else this.destroy(Object.assign(new Error('the upstream tunnel closed'), { code: 'ECONNRESET' }));
-    });
-  }
-
-  override _read(): void {
-    this.#stream.resume();
-  }
-
-  override _write(chunk: Buffer | string, encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
-    this.#stream.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk, callback);
-  }
-
-  override _final(callback: (err?: Error | null) => void): void {
-    this.#stream.end(callback);
-  }
-
-  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
-    const stream = this.#stream;
-    if (!stream.destroyed && !stream.closed) {
-      if (err || !stream.writable) stream.close(h2.NGHTTP2_CANCEL);
-      else {
-        stream.end();
-        stream.resume(); // what still arrives is dropped; the peer's END_STREAM closes the stream
-        setTimeout(() => stream.close(h2.NGHTTP2_CANCEL), TUNNEL_LINGER_MS).unref();
-      }
-    }
-    callback(err);
-  }
-}
-
-/** How long a cleanly closed HTTP/1.1 connection waits for the upstream to close its side of the tunnel. */
-const TUNNEL_LINGER_MS = 10_000;
 
 const hostPort = (ip: string, port: number): string => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
 
