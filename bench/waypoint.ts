@@ -8,6 +8,8 @@
  *   hbone-l4    wrk ─▶ hbone-proxy client ══HBONE══▶ hbone-proxy server ─▶ backend        (the tunnel ends alone)
  *   waypoint    wrk ─▶ hbone-proxy client ══HBONE══▶ ambientd waypoint ══HBONE══▶ hbone-proxy server ─▶ backend
  *
+ * Both proxies write an access log line per request, buffered and written at least once a second (nginx
+ * `buffer=32k flush=1s`; the waypoint's ACCESS_LOG_FLUSH_INTERVAL, 1s by default).
  * The backend is nginx answering a 1 KiB body from memory. Every process is a child; with --pin (the
  * default on a machine with 2+ cores) the proxy under test (nginx or the waypoint) runs alone on the
  * last CPU and everything else (wrk, the backend, the HBONE / stunnel ends) on the others. Prints a table
@@ -131,7 +133,7 @@ async function openPath(path: PathName, s: Setup, label: string): Promise<OpenPa
       return { port: s.backendPort, children: [], measured: [] };
     case 'nginx': {
       const port = await freePort();
-      const nginx = await startNginx(`nginx-${label}`, s.dir, port, `  access_log ${s.dir}/nginx-${label}/access.log;
+      const nginx = await startNginx(`nginx-${label}`, s.dir, port, `  access_log ${s.dir}/nginx-${label}/access.log combined buffer=32k flush=1s;
   upstream backend { server ${HOST}:${s.backendPort}; keepalive 128; keepalive_requests 100000000; }
   server {
     listen ${HOST}:${port} backlog=4096;
@@ -167,7 +169,7 @@ async function openNginxMtls(s: Setup, label: string): Promise<OpenPath> {
   await listening(server, upstreamPort);
   // nginx: mTLS listener, mTLS upstream with keepalive.
   const port = await freePort();
-  const nginx = await startNginx(`nginx-mtls-${label}`, s.dir, port, `  access_log ${s.dir}/nginx-mtls-${label}/access.log;
+  const nginx = await startNginx(`nginx-mtls-${label}`, s.dir, port, `  access_log ${s.dir}/nginx-mtls-${label}/access.log combined buffer=32k flush=1s;
   upstream backend_tls { server ${HOST}:${upstreamPort}; keepalive 128; keepalive_requests 100000000; }
   server {
     listen ${HOST}:${port} ssl backlog=4096;

@@ -6,7 +6,7 @@ import { startControlPlane } from '../control-plane/control-plane.ts';
 import { L7_COLLECTIONS, l7Extension } from '../control-plane/l7/extension.ts';
 import { gatewayFeed, waypointControllerHook } from '../control-plane/waypoint-hook.ts';
 import { errorCode, errorMessage } from '../core/errors.ts';
-import { createLogger, type Logger, type LogLevel } from '../core/logger.ts';
+import { bufferedDestination, createLogger, type Logger, type LogLevel } from '../core/logger.ts';
 import type { Result } from '../core/result.ts';
 import { parseZtunnelConfig, ZTUNNEL_FLAGS } from '../ztunnel/config.ts';
 import { startZtunnel } from '../ztunnel/ztunnel.ts';
@@ -155,7 +155,13 @@ async function waypoint(args: readonly string[]): Promise<number> {
   const config = configOrUsage('waypoint', errors, parseWaypointConfig(flags, process.env));
   if (!config) return 2;
   const logger = createLogger({ level: config.logLevel });
-  return serve('waypoint', logger, () => startWaypoint(config, { logger, env: process.env }));
+  const buffered = config.accessLogFlushMs > 0 ? bufferedDestination(1, config.accessLogFlushMs) : undefined;
+  const accessLog = buffered && createLogger({ level: config.logLevel, destination: buffered.destination });
+  try {
+    return await serve('waypoint', logger, () => startWaypoint(config, { logger, env: process.env, ...(accessLog ? { accessLog } : {}) }));
+  } finally {
+    buffered?.close();
+  }
 }
 
 const [component, ...rest] = process.argv.slice(2);

@@ -41,6 +41,8 @@ export interface WaypointConfig {
   readonly istioVersion: string | undefined;
   /** `LOG_LEVEL` (info). */
   readonly logLevel: WaypointLogLevel;
+  /** `ACCESS_LOG_FLUSH_INTERVAL` (1s): how long access-log lines may wait in the buffer; 0 writes each at once. */
+  readonly accessLogFlushMs: number;
 }
 
 export const WaypointEnv = {
@@ -60,6 +62,7 @@ export const WaypointEnv = {
   terminationDeadline: 'CONNECTION_TERMINATION_DEADLINE',
   istioVersion: 'ISTIO_META_ISTIO_VERSION',
   logLevel: 'LOG_LEVEL',
+  accessLogFlushInterval: 'ACCESS_LOG_FLUSH_INTERVAL',
 } as const;
 
 const PORT_FLAGS = { 'hbone-port': 15008, 'stats-port': 15020, 'readiness-port': 15021, 'upstream-hbone-port': 15008 } as const;
@@ -101,6 +104,9 @@ export function parse(flags: Readonly<Record<string, string>>, env: Readonly<Rec
   if (deadline === undefined) errors.push(`${WaypointEnv.terminationDeadline}: "${deadlineText}" is not a duration (e.g. 5s)`);
   const level = (read(WaypointEnv.logLevel) ?? 'info').toLowerCase();
   if (!LEVELS.includes(level)) errors.push(`${WaypointEnv.logLevel}: "${level}" is not one of ${LEVELS.join(', ')}`);
+  const flushText = read(WaypointEnv.accessLogFlushInterval);
+  const flushMs = flushText === undefined ? 1000 : parseDurationMs(flushText);
+  if (flushMs === undefined) errors.push(`${WaypointEnv.accessLogFlushInterval}: "${flushText}" is not a duration (e.g. 1s, or 0s to write each line at once)`);
   const fakeCa = bool(WaypointEnv.fakeCa, false);
   if (errors.length > 0 || !workloadApi.ok) return fail(...errors);
   return ok(Object.freeze({
@@ -126,5 +132,6 @@ export function parse(flags: Readonly<Record<string, string>>, env: Readonly<Rec
     terminationDeadlineMs: deadline ?? 5000,
     istioVersion: read(WaypointEnv.istioVersion),
     logLevel: level as WaypointLogLevel,
+    accessLogFlushMs: flushMs ?? 1000,
   }));
 }

@@ -49,6 +49,8 @@ export interface WaypointOptions {
   readonly ca?: CaClient;
   /** Random numbers for routing decisions (tests pin them). */
   readonly random?: () => number;
+  /** Where access-log records go (ambientd's is buffered); the logger's destination by default. */
+  readonly accessLog?: Logger;
 }
 
 export const WaypointReadiness = { certificates: 'certificates', listeners: 'listeners' } as const;
@@ -118,7 +120,7 @@ export async function startWaypoint(config: WaypointConfig, options: WaypointOpt
         upgrades: createUpgradeConnector({ hbone, identity, hbonePort: config.upstreamHbonePort, logger: root }),
         metrics,
         // Its records have fixed fields, none a secret: no redaction pass (half the cost of a line).
-        accessLog: root.child({ component: 'access' }, { redact: [] }),
+        accessLog: (options.accessLog ?? root).child({ component: 'access' }, { redact: [] }),
         log,
         pathNormalization: config.pathNormalization,
         clusterId: config.workloadApi.clusterId,

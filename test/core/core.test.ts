@@ -1,10 +1,13 @@
 import test from 'ava';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Backoff } from '../../src/core/backoff.ts';
 import { ErrorCode } from '../../src/core/error-codes.ts';
 import { MeshError, errorCode } from '../../src/core/errors.ts';
 import { closeInOrder, Drain, onceClose, Readiness } from '../../src/core/lifecycle.ts';
-import { createLogger } from '../../src/core/logger.ts';
+import { bufferedDestination, createLogger } from '../../src/core/logger.ts';
 import { atPath, fail, ok } from '../../src/core/result.ts';
 import { SerialRunner } from '../../src/core/serial-runner.ts';
 import { TokenBucket } from '../../src/core/token-bucket.ts';
@@ -95,6 +98,29 @@ test('the logger writes JSON with component and redacts keys', async (t) => {
   t.is(record.key, '[redacted]');
   t.is(record.token, '[redacted]');
   t.is(record.code, 'X');
+});
+
+test('a buffered destination holds lines until 8 KiB, its flush interval or close, and writes whole lines', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'buffered-log-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'access.log');
+  const fd = openSync(path, 'w');
+  t.teardown(() => closeSync(fd));
+  const buffered = bufferedDestination(fd, 200);
+  const log = createLogger({ destination: buffered.destination });
+  const lines = () => readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { n: number });
+
+  log.info({ n: 0 }, 'first');
+  t.is(readFileSync(path, 'utf8'), '', 'one line waits in the buffer');
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  t.deepEqual(lines().map((l) => l.n), [0], 'the interval flushed it');
+
+  for (let n = 1; n <= 100; n++) log.info({ n, pad: 'x'.repeat(100) }, 'bulk');
+  const atOnce = lines().length;
+  t.true(atOnce > 1 && atOnce < 101, `8 KiB of lines are written at once, the rest wait (${atOnce} of 101 written)`);
+  log.info({ n: 101 }, 'last');
+  buffered.close();
+  t.deepEqual(lines().map((l) => l.n), Array.from({ length: 102 }, (_, n) => n), 'close writes the rest, every line whole and in order');
 });
 
 test('TokenBucket: a burst passes at once, then work is spread at the rate', (t) => {

@@ -8,18 +8,20 @@ const base = { POD_NAMESPACE: 'prod', SERVICE_ACCOUNT: 'waypoint', XDS_ADDRESS: 
 test('config: defaults, flags and Istio\'s variable names', (t) => {
   const c = parse({ 'hbone-port': '0', 'bind-address': '127.0.0.1' }, { ...base, PATH_NORMALIZATION: 'DEFAULT', L7_CONFIG_PATH: '/etc/l7.yaml', ISTIO_META_CLUSTER_ID: 'c1' });
   if (!c.ok) return t.fail(c.errors.join());
-  t.like(c.value, { hbonePort: 0, statsPort: 15020, readinessPort: 15021, upstreamHbonePort: 15008, pathNormalization: 'BASE', maxHeaderBytes: 60 * 1024, bindAddress: '127.0.0.1', l7ConfigPath: '/etc/l7.yaml', trustDomain: 'cluster.local', namespace: 'prod', serviceAccount: 'waypoint', logLevel: 'info' });
+  t.like(c.value, { hbonePort: 0, statsPort: 15020, readinessPort: 15021, upstreamHbonePort: 15008, pathNormalization: 'BASE', maxHeaderBytes: 60 * 1024, bindAddress: '127.0.0.1', l7ConfigPath: '/etc/l7.yaml', trustDomain: 'cluster.local', namespace: 'prod', serviceAccount: 'waypoint', logLevel: 'info', accessLogFlushMs: 1000 });
   t.is(c.value.workloadApi.clusterId, 'c1');
   t.is(c.value.workloadApi.xdsAddress, undefined);
   t.true(Object.isFrozen(c.value));
+  const unbuffered = parse({}, { ...base, ACCESS_LOG_FLUSH_INTERVAL: '0s' });
+  t.is(unbuffered.ok && unbuffered.value.accessLogFlushMs, 0);
 });
 
 test('config: every problem at once, each naming its variable or flag', (t) => {
-  const c = parse({ 'stats-port': 'x', bogus: '1' }, { PATH_NORMALIZATION: 'SOMETIMES', MAX_REQUEST_HEADERS_KB: '0', LOG_LEVEL: 'loud', FAKE_CA: 'yes', CONNECTION_TERMINATION_DEADLINE: 'soon' });
+  const c = parse({ 'stats-port': 'x', bogus: '1' }, { PATH_NORMALIZATION: 'SOMETIMES', MAX_REQUEST_HEADERS_KB: '0', LOG_LEVEL: 'loud', FAKE_CA: 'yes', CONNECTION_TERMINATION_DEADLINE: 'soon', ACCESS_LOG_FLUSH_INTERVAL: 'often' });
   t.false(c.ok);
   if (c.ok) return;
   const text = c.errors.join('\n');
-  for (const want of ['--bogus: unknown flag', 'POD_NAMESPACE: required', 'SERVICE_ACCOUNT: required', '--stats-port: "x"', 'PATH_NORMALIZATION: "SOMETIMES"', 'MAX_REQUEST_HEADERS_KB: "0"', 'LOG_LEVEL: "loud"', 'FAKE_CA: "yes"', 'CONNECTION_TERMINATION_DEADLINE: "soon"']) t.true(text.includes(want), want);
+  for (const want of ['--bogus: unknown flag', 'POD_NAMESPACE: required', 'SERVICE_ACCOUNT: required', '--stats-port: "x"', 'PATH_NORMALIZATION: "SOMETIMES"', 'MAX_REQUEST_HEADERS_KB: "0"', 'LOG_LEVEL: "loud"', 'FAKE_CA: "yes"', 'CONNECTION_TERMINATION_DEADLINE: "soon"', 'ACCESS_LOG_FLUSH_INTERVAL: "often"']) t.true(text.includes(want), want);
 });
 
 const policy = { ...OUTLIER_DEFAULTS, consecutive5xxErrors: 3, consecutiveGatewayErrors: 2, baseEjectionTimeMs: 1000, maxEjectionPercent: 50 };

@@ -57,11 +57,12 @@ services:
 `);
   await writeFile(join(dir, 'l7.yaml'), `routeConfigurations: [{ namespace: prod, hostname: api.prod.svc.cluster.local, routes: [{ name: all, responseHeaders: { set: [{ name: x-waypoint, value: "1" }] } }] }]\n`);
   const child = spawn(join(ROOT, 'bin', 'ambientd'), ['waypoint', '--bind-address', '127.0.0.1', '--hbone-port', '0', '--stats-port', '0', '--readiness-port', '0', '--upstream-hbone-port', String(pod.address().port)], {
-    env: { ...process.env, XDS_ADDRESS: '', FAKE_CA: 'true', FAKE_CA_DIR: join(dir, 'ca'), LOCAL_XDS_PATH: join(dir, 'mesh.yaml'), L7_CONFIG_PATH: join(dir, 'l7.yaml'), POD_NAMESPACE: 'prod', SERVICE_ACCOUNT: 'waypoint' },
+    env: { ...process.env, XDS_ADDRESS: '', FAKE_CA: 'true', FAKE_CA_DIR: join(dir, 'ca'), LOCAL_XDS_PATH: join(dir, 'mesh.yaml'), L7_CONFIG_PATH: join(dir, 'l7.yaml'), POD_NAMESPACE: 'prod', SERVICE_ACCOUNT: 'waypoint', ACCESS_LOG_FLUSH_INTERVAL: '1h' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.teardown(() => void child.kill('SIGKILL'));
   const lines = createInterface({ input: child.stdout });
+  const linesClosed = once(lines, 'close');
   const records: Array<Record<string, unknown>> = [];
   const started = new Promise<Record<string, unknown>>((resolve) => lines.on('line', (line) => {
     const record = JSON.parse(line) as Record<string, unknown>;
@@ -90,9 +91,12 @@ services:
   t.is(res.headers['x-app'], 'yes');
   const metrics = await (await fetch(`http://127.0.0.1:${ports['stats']}/stats/prometheus`)).text();
   t.regex(metrics, /istio_requests_total\{reporter="waypoint",[^}]*destination_service="api\.prod\.svc\.cluster\.local"[^}]*response_code="200"[^}]*\} 1/);
-  t.true(records.some((r) => r['component'] === 'access' && r['response_code'] === 200));
+  const accessRecords = () => records.filter((r) => r['component'] === 'access' && r['response_code'] === 200);
+  t.is(accessRecords().length, 0, 'the access log is buffered (ACCESS_LOG_FLUSH_INTERVAL=1h)');
 
   child.kill('SIGTERM');
   const [code] = (await once(child, 'exit')) as [number];
   t.is(code, 0);
+  await linesClosed;
+  t.is(accessRecords().length, 1, 'the buffered record is written on exit');
 });
