@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { TLS_CIPHERS } from '../src/hbone/settings.ts';
+import { WAYPOINT_NODE_FLAGS } from '../src/waypoint/config.ts';
 import { CertificateAuthority } from '../src/identity/ca.ts';
 import { formatSpiffeId, spiffeId } from '../src/identity/spiffe.ts';
 import { cleanupOnExit, listening, readyLine, running, start, stop, stopAll, withTimeout, type Child } from './children.ts';
@@ -247,7 +248,7 @@ services:
   const prof = values['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${values['cpu-prof-dir']}`, `--cpu-prof-name=waypoint-${label}.cpuprofile`] : [];
   // bin/ambientd's runtime flags, with node called directly (so --cpu-prof applies to the waypoint).
   const waypoint = start('waypoint', process.execPath, [
-    ...prof, '--max-semi-space-size=8', AMBIENTD, 'waypoint', '--bind-address', HOST,
+    ...prof, ...WAYPOINT_NODE_FLAGS, AMBIENTD, 'waypoint', '--bind-address', HOST,
     '--hbone-port', String(hbone), '--stats-port', String(stats), '--readiness-port', String(readiness), '--upstream-hbone-port', String(pod.port),
   ], {
     ...opts('proxy'),

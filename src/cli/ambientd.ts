@@ -11,7 +11,7 @@ import type { Result } from '../core/result.ts';
 import { parseZtunnelConfig, ZTUNNEL_FLAGS } from '../ztunnel/config.ts';
 import { startZtunnel } from '../ztunnel/ztunnel.ts';
 import { parseFlags } from './flags.ts';
-import { parse as parseWaypointConfig, WAYPOINT_FLAGS } from '../waypoint/config.ts';
+import { parse as parseWaypointConfig, WAYPOINT_FLAGS, WAYPOINT_NODE_FLAGS } from '../waypoint/config.ts';
 import { startWaypoint } from '../waypoint/waypoint.ts';
 
 /**
@@ -136,8 +136,8 @@ async function controlPlane(args: readonly string[]): Promise<number> {
   let cp: Awaited<ReturnType<typeof startControlPlane>> | undefined;
   const waypointController = waypointControllerHook({
     image: config.waypointImage,
-    // The same node and runtime flags this process runs with (bin/ambientd's), for each local waypoint.
-    localCommand: [process.execPath, ...process.execArgv, process.argv[1] as string, 'waypoint'],
+    // The node flags this process runs with (bin/ambientd's), with the waypoint's young generation, for each local waypoint.
+    localCommand: [process.execPath, ...process.execArgv.filter((a) => !a.startsWith('--max-semi-space-size')), ...WAYPOINT_NODE_FLAGS, process.argv[1] as string, 'waypoint'],
     localBaseEnv: { PATH: process.env['PATH'] },
     localXdsAddress: () => `localhost:${cp?.ports().grpc ?? config.grpcPort}`,
     feed,

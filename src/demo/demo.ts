@@ -25,6 +25,7 @@ import { forwardInto, forwardOutOf, type Forwarder } from './forward.ts';
 import { startNodeNetwork, type NetnsNode, type NodeNetwork } from './node-network.ts';
 import { buildReport, metricDelta, type CallResult, type DemoCall, type DemoReport, type DemoWorkload } from './report.ts';
 import { removeLeftovers } from './state.ts';
+import { WAYPOINT_NODE_FLAGS } from '../waypoint/config.ts';
 
 /**
  * `make demo`: an embedded mesh on this machine. The cluster is the demo's API server holding `examples/`; the
@@ -294,7 +295,7 @@ export async function startDemo(config: DemoConfig, examples: readonly ExampleOb
       const token = `waypoint-${namespace}-${name}`;
       api.registerToken(token, { username: `system:serviceaccount:${namespace}:${sa}`, audiences: ['istio-ca'], extra: { [NODE_NAME_EXTRA]: [a.name] } });
       const pod = await runPod(api.get('pods', namespace, podName) as KubeObjectJson, (ip) => ({
-        argv: [process.execPath, '--max-semi-space-size=8', join(deps.distDir, 'src', 'cli', 'ambientd.js'), 'waypoint'],
+        argv: [process.execPath, ...WAYPOINT_NODE_FLAGS, join(deps.distDir, 'src', 'cli', 'ambientd.js'), 'waypoint'],
         env: {
           ...containerEnv(template.spec.containers[0] ?? {}, { 'metadata.name': podName, 'metadata.namespace': namespace, 'status.podIP': ip, 'status.hostIP': a.node.ip, 'spec.serviceAccountName': sa, 'spec.nodeName': a.name }),
           XDS_ADDRESS: 'https://localhost:15012', CA_ADDRESS: 'https://localhost:15012', XDS_ROOT_CA: rootCaPath, CA_ROOT_CA: rootCaPath,

@@ -45,6 +45,12 @@ export interface WaypointConfig {
   readonly accessLogFlushMs: number;
 }
 
+/**
+ * The node flags a waypoint runs with (bin/ambientd gives the same): a 32 MiB young generation, as an
+ * HTTP proxy allocates per request (about a quarter less CPU per request than ztunnel's 8 MiB).
+ */
+export const WAYPOINT_NODE_FLAGS: readonly string[] = Object.freeze(['--max-semi-space-size=32']);
+
 export const WaypointEnv = {
   l7ConfigPath: 'L7_CONFIG_PATH',
   fakeCa: 'FAKE_CA',

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { CertManager } from '../../src/identity/cert-manager.ts';
 import { LocalCaClient } from '../../src/identity/local-ca-client.ts';
 import { spiffeId } from '../../src/identity/spiffe.ts';
 import { socketOver } from '../../src/waypoint/upstream.ts';
+import { WAYPOINT_NODE_FLAGS } from '../../src/waypoint/config.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
 /**
@@ -70,6 +71,9 @@ services:
     if (record['msg'] === 'waypoint started') resolve(record);
   }));
   const ports = await started;
+  // bin/ambientd gives the waypoint its young generation (WAYPOINT_NODE_FLAGS), ztunnel's 8 MiB otherwise.
+  const cmdline = (await readFile(`/proc/${child.pid}/cmdline`, 'utf8')).split('\0');
+  for (const flag of WAYPOINT_NODE_FLAGS) t.true(cmdline.includes(flag), `${flag} in ${cmdline.join(' ')}`);
 
   const ready = await fetch(`http://127.0.0.1:${ports['readiness']}/healthz/ready`);
   t.is(ready.status, 200);
