@@ -282,7 +282,8 @@ export async function startFixture(t: ExecutionContext, options: FixtureOptions 
   );
   if (!config.ok) throw new Error(config.errors.join('\n'));
   const waypoint = await startWaypoint(config.value, { logger: log.logger, ca: new LocalCaClient(pki.ca) });
-  const client = createHboneClient({ certificates: pki.certificates });
+  const clientLog = captureLog();
+  const client = createHboneClient({ certificates: pki.certificates, logger: clientLog.logger });
   const bridges: Server[] = [];
   t.teardown(async () => {
     for (const b of bridges) b.close();
@@ -292,13 +293,20 @@ export async function startFixture(t: ExecutionContext, options: FixtureOptions 
     await pki.close();
   });
 
-  const tunnel = (authority: string) =>
-    client.connect({
+  // A CONNECT that fails says what both ends logged about HBONE meanwhile (a rare early reset was seen once).
+  const tunnel = (authority: string) => {
+    const since = { waypoint: log.mark(), client: clientLog.mark() };
+    return client.connect({
       source: pki.id('prod', 'web'),
       expectedIdentities: [pki.id('prod', 'waypoint')],
       address: { host: '127.0.0.1', port: waypoint.ports().hbone },
       authority,
+    }).catch((err: unknown) => {
+      const hbone = (records: Array<Record<string, unknown>>, from: number) => records.slice(from).filter((r) => r['component'] === 'hbone-server' || r['component'] === 'hbone-client').map((r) => JSON.stringify(r));
+      const seen = [...hbone(log.records, since.waypoint), ...hbone(clientLog.records, since.client)];
+      throw Object.assign(err instanceof Error ? err : new Error(String(err)), { message: `${err instanceof Error ? err.message : String(err)}; HBONE log meanwhile: ${seen.join(' | ') || 'none'}` });
     });
+  };
 
   return {
     pki,
