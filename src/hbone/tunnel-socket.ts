@@ -18,11 +18,11 @@ export interface TunnelSocketOptions {
 
 /**
  * A socket-like duplex straight over an HBONE tunnel stream (either end), for node's HTTP servers and
- * clients: one thin hop instead of a duplex pair and a relay, on every request. It has no _writev and
- * turns strings into Buffers, so the HTTP/2 stream never gets a corked latin1-string writev (which
- * corrupts bytes on Node 24). A clean close half-closes the tunnel (END_STREAM, the app sees FIN) and
- * lets the peer finish; a close on an error, or before the exchange is over, cancels the stream
- * (RST_STREAM CANCEL).
+ * clients: one thin hop instead of a duplex pair and a relay, on every request. What node writes corked
+ * (a response head and its body) goes to the stream as one Buffer, in one DATA frame; strings become
+ * Buffers, so the HTTP/2 stream never gets the corked latin1-string writev that corrupts bytes on Node
+ * 24. A clean close half-closes the tunnel (END_STREAM, the app sees FIN) and lets the peer finish; a
+ * close on an error, or before the exchange is over, cancels the stream (RST_STREAM CANCEL).
  */
 export class TunnelSocket extends Duplex {
   readonly #stream: Http2Stream;
@@ -53,6 +53,16 @@ export class TunnelSocket extends Duplex {
 
   override _write(chunk: Buffer | string, encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
     this.#stream.write(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : this.copyWrites ? Buffer.from(chunk) : chunk, callback);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer | string; encoding: BufferEncoding }>, callback: (err?: Error | null) => void): void {
+    if (chunks.length === 1) {
+      const [{ chunk, encoding }] = chunks as [{ chunk: Buffer | string; encoding: BufferEncoding }];
+      return this._write(chunk, encoding, callback);
+    }
+    // Buffer.concat copies, so what node reuses after the callback is never read under way.
+    const data = Buffer.concat(chunks.map(({ chunk, encoding }) => (typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk)));
+    this.#stream.write(data, callback);
   }
 
   override _final(callback: (err?: Error | null) => void): void {
