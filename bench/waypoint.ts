@@ -437,6 +437,8 @@ interface Goal {
   readonly p99Ratio: number | null;
   readonly rpsMet: boolean | null;
   readonly p99Met: boolean | null;
+  /** The ratios within each round, in round order. */
+  readonly perRound: ReadonlyArray<{ readonly rps: number; readonly p99: number }>;
 }
 
 /**
@@ -456,7 +458,8 @@ function goals(cells: readonly Cell[]): Goal[] {
     });
     const rpsRatio = paired.length > 0 ? round(median(paired.map((x) => x.rps)), 3) : null;
     const p99Ratio = paired.length > 0 ? round(median(paired.map((x) => x.p99)), 3) : null;
-    return { against, connections: c, rpsRatio, p99Ratio, rpsMet: rpsRatio === null ? null : rpsRatio >= 0.5, p99Met: p99Ratio === null ? null : p99Ratio <= 2 };
+    const perRound = paired.map((x) => ({ rps: round(x.rps, 3), p99: round(x.p99, 3) }));
+    return { against, connections: c, rpsRatio, p99Ratio, perRound, rpsMet: rpsRatio === null ? null : rpsRatio >= 0.5, p99Met: p99Ratio === null ? null : p99Ratio <= 2 };
   });
 }
 
@@ -467,8 +470,8 @@ function report(cells: readonly Cell[], failures: readonly string[], load: numbe
   const date = new Date().toISOString();
   const fmt = (v: number | null, digits: number) => (v === null ? '—' : v.toFixed(digits));
   const table = [
-    ['path', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'proxy CPU µs/req', 'errors', 'req/s by round'],
-    ...rows.map((r) => [r.path, String(r.connections), fmt(r.rps, 0), fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), fmt(r.p999Ms, 2), fmt(r.proxyCpuUsPerRequest, 1), String(r.errors), r.rounds.map((x) => x.rps).join(' / ')]),
+    ['path', 'conns', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'proxy CPU µs/req', 'errors', 'by round: req/s @ p99 ms'],
+    ...rows.map((r) => [r.path, String(r.connections), fmt(r.rps, 0), fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), fmt(r.p999Ms, 2), fmt(r.proxyCpuUsPerRequest, 1), String(r.errors), r.rounds.map((x) => `${x.rps} @ ${fmt(x.p99Ms, 1)}`).join(' / ')]),
   ];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
   const line = (row: string[]) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
@@ -482,7 +485,8 @@ function report(cells: readonly Cell[], failures: readonly string[], load: numbe
   if (g.length > 0) console.log('\ngoal (issue 7): waypoint ≥ 50% of nginx req/s and p99 ≤ 2× nginx, at 64 connections (median of per-round ratios)');
   const verdict = (met: boolean | null) => (met === null ? '—' : met ? 'MET' : 'NOT MET');
   for (const x of g) {
-    console.log(`  vs ${x.against.padEnd(10)} req/s ×${fmt(x.rpsRatio, 2)} (${verdict(x.rpsMet)})   p99 ×${fmt(x.p99Ratio, 2)} (${verdict(x.p99Met)})`);
+    const rounds = x.perRound.length > 1 ? `   rounds: req/s ${x.perRound.map((r) => `×${fmt(r.rps, 2)}`).join(' ')}, p99 ${x.perRound.map((r) => `×${fmt(r.p99, 2)}`).join(' ')}` : '';
+    console.log(`  vs ${x.against.padEnd(10)} req/s ×${fmt(x.rpsRatio, 2)} (${verdict(x.rpsMet)})   p99 ×${fmt(x.p99Ratio, 2)} (${verdict(x.p99Met)})${rounds}`);
   }
   for (const f of failures) console.log(`  failure: ${f}`);
 
