@@ -157,11 +157,9 @@ async function waypoint(args: readonly string[]): Promise<number> {
   const logger = createLogger({ level: config.logLevel });
   const buffered = config.accessLogFlushMs > 0 ? bufferedDestination(1, config.accessLogFlushMs) : undefined;
   const accessLog = buffered && createLogger({ level: config.logLevel, destination: buffered.destination });
-  try {
-    return await serve('waypoint', logger, () => startWaypoint(config, { logger, env: process.env, ...(accessLog ? { accessLog } : {}) }));
-  } finally {
-    buffered?.close();
-  }
+  // What is still buffered is written however the process ends (a second SIGINT exits at once).
+  if (buffered) process.once('exit', () => buffered.close());
+  return serve('waypoint', logger, () => startWaypoint(config, { logger, env: process.env, ...(accessLog ? { accessLog } : {}) }));
 }
 
 const [component, ...rest] = process.argv.slice(2);
