@@ -20,12 +20,13 @@ import { tempDir } from '../helpers/tmp.ts';
 /**
  * `bin/ambientd waypoint` as a real process: FAKE_CA from a shared FAKE_CA_DIR, the mesh from
  * LOCAL_XDS_PATH, routes from L7_CONFIG_PATH, ports 0 (read back from its start-up log line); a request
- * over HBONE is routed to a pod behind a ztunnel-like HBONE server; SIGTERM drains and exits 0.
+ * over HBONE is routed to a pod behind a ztunnel-like HBONE server; SIGTERM drains and exits 0, a second
+ * SIGINT during the drain exits 1 at once; either way the buffered access-log record is written.
  */
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');
 
-test('ambientd waypoint serves HBONE, stats and readiness as a process, and exits 0 on SIGTERM', async (t) => {
+const waypointProcess = test.macro(async (t, stop: 'SIGTERM' | 'SIGINT twice') => {
   const dir = await tempDir(t, 'waypoint-proc-');
   const ca = CertificateAuthority.generate('cluster.local');
   await ca.save(join(dir, 'ca'));
@@ -58,7 +59,7 @@ services:
 `);
   await writeFile(join(dir, 'l7.yaml'), `routeConfigurations: [{ namespace: prod, hostname: api.prod.svc.cluster.local, routes: [{ name: all, responseHeaders: { set: [{ name: x-waypoint, value: "1" }] } }] }]\n`);
   const child = spawn(join(ROOT, 'bin', 'ambientd'), ['waypoint', '--bind-address', '127.0.0.1', '--hbone-port', '0', '--stats-port', '0', '--readiness-port', '0', '--upstream-hbone-port', String(pod.address().port)], {
-    env: { ...process.env, XDS_ADDRESS: '', FAKE_CA: 'true', FAKE_CA_DIR: join(dir, 'ca'), LOCAL_XDS_PATH: join(dir, 'mesh.yaml'), L7_CONFIG_PATH: join(dir, 'l7.yaml'), POD_NAMESPACE: 'prod', SERVICE_ACCOUNT: 'waypoint', ACCESS_LOG_FLUSH_INTERVAL: '1h' },
+    env: { ...process.env, XDS_ADDRESS: '', FAKE_CA: 'true', FAKE_CA_DIR: join(dir, 'ca'), LOCAL_XDS_PATH: join(dir, 'mesh.yaml'), L7_CONFIG_PATH: join(dir, 'l7.yaml'), POD_NAMESPACE: 'prod', SERVICE_ACCOUNT: 'waypoint', ACCESS_LOG_FLUSH_INTERVAL: '1h', ...(stop === 'SIGINT twice' ? { CONNECTION_TERMINATION_DEADLINE: '1h' } : {}) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.teardown(() => void child.kill('SIGKILL'));
@@ -98,9 +99,23 @@ services:
   const accessRecords = () => records.filter((r) => r['component'] === 'access' && r['response_code'] === 200);
   t.is(accessRecords().length, 0, 'the access log is buffered (ACCESS_LOG_FLUSH_INTERVAL=1h)');
 
-  child.kill('SIGTERM');
-  const [code] = (await once(child, 'exit')) as [number];
-  t.is(code, 0);
+  const exited = once(child, 'exit') as Promise<[number]>;
+  if (stop === 'SIGTERM') {
+    child.kill('SIGTERM');
+  } else {
+    // An idle tunnel keeps the drain waiting (for an hour), so only the second SIGINT can end the process.
+    const idle = await client.connect({ source: spiffeId('cluster.local', 'prod', 'web'), expectedIdentities: [spiffeId('cluster.local', 'prod', 'waypoint')], address: { host: '127.0.0.1', port: Number(ports['hbone']) }, authority: '10.96.1.1:80' });
+    t.teardown(() => void idle.stream.destroy());
+    child.kill('SIGINT');
+    while (!records.some((r) => r['msg'] === 'draining')) await new Promise((resolve) => setTimeout(resolve, 20));
+    child.kill('SIGINT');
+  }
+  const [code] = await exited;
+  t.is(code, stop === 'SIGTERM' ? 0 : 1);
+  if (stop === 'SIGINT twice') t.true(records.some((r) => r['msg'] === 'second SIGINT: exiting now'));
   await linesClosed;
   t.is(accessRecords().length, 1, 'the buffered record is written on exit');
 });
+
+test('ambientd waypoint serves HBONE, stats and readiness as a process, and exits 0 on SIGTERM', waypointProcess, 'SIGTERM');
+test('ambientd waypoint exits 1 at once on a second SIGINT, and still writes its buffered access log', waypointProcess, 'SIGINT twice');
