@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { constants as h2 } from 'node:http2';
 import { clientFrame, parseFrames } from '../helpers/websocket.ts';
 import { sample, until } from '../helpers/prometheus.ts';
+import { hasCommand } from '../helpers/commands.ts';
 import { HOST, VIP, startFixture, type WaypointFixture } from './harness.ts';
 
 /**
@@ -185,14 +186,7 @@ test.serial('L7 authorization DENY applies to the upgrade request: 403, and the 
 });
 
 test.serial('curl: a non-101 answer comes back as a normal response; h2c is served as plain HTTP/1.1; other upgrades get 403 upgrade_failed', async (t) => {
-  try {
-    await run('which', ['curl']);
-  } catch {
-    if (process.env['CI']) throw new Error('curl is required');
-    t.log('curl not installed; skipped outside CI');
-    t.pass();
-    return;
-  }
+  if (!(await hasCommand(t, 'curl'))) return;
   const f = await startFixture(t, { l7: L7 });
   const port = await f.bridge(REVIEWS);
   const upgradeHeaders = ['-H', 'Connection: Upgrade', '-H', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', '-H', 'Sec-WebSocket-Version: 13'];

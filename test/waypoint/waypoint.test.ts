@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { HboneError } from '../../src/hbone/errors.ts';
 import { sample, total } from '../helpers/prometheus.ts';
+import { hasCommand } from '../helpers/commands.ts';
 import { HOST, VIP, h2request, startFixture } from './harness.ts';
 
 /**
@@ -16,22 +17,8 @@ const run = promisify(execFile);
 const REVIEWS = `${VIP.reviews}:9080`;
 const SECURE = `${VIP.secure}:9080`;
 
-async function tool(name: string): Promise<boolean> {
-  try {
-    await run('which', [name]);
-    return true;
-  } catch {
-    if (process.env['CI']) throw new Error(`${name} is required (Debian package ${name === 'nghttp' ? 'nghttp2-client' : name})`);
-    return false;
-  }
-}
-
 test.serial('a 90/10 split over 2,000 HTTP/2 requests from nghttp lands within statistical tolerance', async (t) => {
-  if (!(await tool('nghttp'))) {
-    t.log('nghttp not installed; skipped outside CI');
-    t.pass();
-    return;
-  }
+  if (!(await hasCommand(t, 'nghttp', 'nghttp2-client'))) return;
   const f = await startFixture(t);
   const port = await f.bridge(REVIEWS);
   // -m 2000: the same URI 2,000 times over one HTTP/2 connection; -v prints each response's headers.
@@ -134,11 +121,7 @@ test.serial('DENY on DELETE answers 403 RBAC: access denied; other methods pass'
 });
 
 test.serial('path normalization: // and %2F do not get past an ALLOW list (curl --path-as-is over HTTP/1.1)', async (t) => {
-  if (!(await tool('curl'))) {
-    t.log('curl not installed; skipped outside CI');
-    t.pass();
-    return;
-  }
+  if (!(await hasCommand(t, 'curl'))) return;
   const f = await startFixture(t);
   const port = await f.bridge(SECURE);
   const curl = async (path: string) => {
@@ -169,11 +152,7 @@ test.serial('path normalization DECODE_AND_MERGE_SLASHES decodes %2F and merges 
 });
 
 test.serial('HTTP/2 from nghttp: header routing and the response through the waypoint', async (t) => {
-  if (!(await tool('nghttp'))) {
-    t.log('nghttp not installed; skipped outside CI');
-    t.pass();
-    return;
-  }
+  if (!(await hasCommand(t, 'nghttp', 'nghttp2-client'))) return;
   const f = await startFixture(t);
   const port = await f.bridge(REVIEWS);
   const { stdout } = await run('nghttp', ['-H', 'x-version: v2', `http://127.0.0.1:${port}/via-nghttp`]);
