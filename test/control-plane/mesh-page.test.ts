@@ -15,8 +15,7 @@ import { createHboneClient } from '../../src/hbone/client.ts';
 import { HboneError } from '../../src/hbone/errors.ts';
 import { createWaypointMetrics, httpLabels } from '../../src/waypoint/metrics.ts';
 import { connectionLabels, createL4Metrics } from '../../src/ztunnel/metrics.ts';
-import { parseZtunnelConfig } from '../../src/ztunnel/config.ts';
-import { startZtunnel } from '../../src/ztunnel/ztunnel.ts';
+import { startDedicatedZtunnel } from '../helpers/dedicated-ztunnel.ts';
 import { captureLog } from '../helpers/log.ts';
 import { testWorkload, testService } from '../helpers/mesh.ts';
 import { testPki, type TestPki } from '../helpers/pki.ts';
@@ -169,25 +168,7 @@ test('/mesh.json: a real ztunnel\'s metrics after real traffic, a waypoint\'s sp
   t.like(bare.services.find((s) => s.name === 'orders'), { waypoint: 'wp:shop/waypoint', vips: ['10.96.0.21'], endpoints: ['wl:shop/orders-v1', 'wl:shop/orders-v2'] });
 
   // A real ztunnel (dedicated, as the db pod) fed by this control plane, and real tunnels to it.
-  const grpc = `https://localhost:${cp.ports().grpc}`;
-  const ztConfig = parseZtunnelConfig(
-    { 'admin-port': '0', 'stats-port': '0', 'readiness-port': '0', 'outbound-port': '0', 'inbound-port': '0', 'inbound-plaintext-port': '0' },
-    {
-      PROXY_MODE: 'dedicated',
-      PROXY_WORKLOAD_INFO: 'shop/db/db',
-      XDS_ADDRESS: grpc,
-      CA_ADDRESS: grpc,
-      XDS_ROOT_CA: cp.rootCertPem(),
-      CA_ROOT_CA: cp.rootCertPem(),
-      ALT_XDS_HOSTNAME: 'istiod.istio-system.svc',
-      ALT_CA_HOSTNAME: 'istiod.istio-system.svc',
-      AUTH_TOKEN: 'db-token',
-      NODE_NAME: 'node-z',
-      CONNECTION_TERMINATION_DEADLINE: '1s',
-    },
-  );
-  if (!ztConfig.ok) throw new Error(ztConfig.errors.join('; '));
-  const zt = await startZtunnel(ztConfig.value, { logger: captureLog().logger });
+  const zt = await startDedicatedZtunnel(cp, { workloadInfo: 'shop/db/db', token: 'db-token', nodeName: 'node-z' });
   const client = createHboneClient({ certificates: pki.certificates });
   t.teardown(async () => {
     await client.close();

@@ -3,9 +3,8 @@ import { parseControlPlaneConfig } from '../../src/control-plane/config.ts';
 import { startControlPlane } from '../../src/control-plane/control-plane.ts';
 import { createHboneClient } from '../../src/hbone/client.ts';
 import { HboneError } from '../../src/hbone/errors.ts';
-import { parseZtunnelConfig } from '../../src/ztunnel/config.ts';
-import { startZtunnel } from '../../src/ztunnel/ztunnel.ts';
 import { startFakeKube, type KubeObjectJson } from '../../src/demo/api-server.ts';
+import { startDedicatedZtunnel } from '../helpers/dedicated-ztunnel.ts';
 import { captureLog } from '../helpers/log.ts';
 import { testPki } from '../helpers/pki.ts';
 import { sample, until } from '../helpers/prometheus.ts';
@@ -37,25 +36,7 @@ test('ztunnel ← control plane: exactly the snapshot, a certificate from its CA
   if (!cpConfig.ok) throw new Error(cpConfig.errors.join('; '));
   const cp = await startControlPlane(cpConfig.value, { logger: captureLog().logger, ca: pki.ca, backoff: { initialMs: 5, maxMs: 50 } });
   await cp.ready;
-  const grpc = `https://localhost:${cp.ports().grpc}`;
-  const ztConfig = parseZtunnelConfig(
-    { 'admin-port': '0', 'stats-port': '0', 'readiness-port': '0', 'outbound-port': '0', 'inbound-port': '0', 'inbound-plaintext-port': '0' },
-    {
-      PROXY_MODE: 'dedicated',
-      PROXY_WORKLOAD_INFO: `bookinfo/${PRODUCTPAGE}/bookinfo-productpage`,
-      XDS_ADDRESS: grpc,
-      CA_ADDRESS: grpc,
-      XDS_ROOT_CA: cp.rootCertPem(),
-      CA_ROOT_CA: cp.rootCertPem(),
-      ALT_XDS_HOSTNAME: 'istiod.istio-system.svc',
-      ALT_CA_HOSTNAME: 'istiod.istio-system.svc',
-      AUTH_TOKEN: 'productpage-token',
-      NODE_NAME: 'node-z',
-      CONNECTION_TERMINATION_DEADLINE: '1s',
-    },
-  );
-  if (!ztConfig.ok) throw new Error(ztConfig.errors.join('; '));
-  const zt = await startZtunnel(ztConfig.value, { logger: captureLog().logger });
+  const zt = await startDedicatedZtunnel(cp, { workloadInfo: `bookinfo/${PRODUCTPAGE}/bookinfo-productpage`, token: 'productpage-token', nodeName: 'node-z' });
   const client = createHboneClient({ certificates: pki.certificates });
   t.teardown(async () => {
     await client.close();
