@@ -252,6 +252,10 @@ function openTls(request: HboneConnectRequest, tlsOptions: object, timeoutMs: nu
     const tcp = connectSocket({ host: request.address.host, port: request.address.port, localAddress: request.sourceIp });
     const socket = tlsConnect({ ...tlsOptions, socket: tcp });
     tcp.once('error', (err) => socket.destroy(err));
+    // The dialed socket may allow half-open (ztunnel's do, for relayed TCP), and then a TLS socket over it
+    // stays open after the server's FIN: the HTTP/2 session would see nothing until its keepalive PING timed
+    // out. A server that closes (or refuses our certificate after the TLS 1.3 handshake) is done with us.
+    socket.once('end', () => socket.destroy(new HboneError(ErrorCode.HBONE_SESSION_CLOSED, `${request.address.host}:${request.address.port} closed the connection (no GOAWAY); a server that refuses the client certificate does so`)));
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new HboneError(ErrorCode.HBONE_CONNECT_TIMEOUT, `dialing ${request.address.host}:${request.address.port} timed out after ${timeoutMs} ms; maybe a NetworkPolicy is blocking HBONE port 15008`));

@@ -106,6 +106,43 @@ test('a connection whose PINGs go unanswered is dropped, failing its open tunnel
   await s.close();
 });
 
+test('a connection its server closes without GOAWAY is dropped at once, failing its open tunnels', async (t) => {
+  // A relay between client and server that can close the client's side (a FIN, no GOAWAY), as a server
+  // does that exits, or refuses the client's certificate after the TLS 1.3 handshake. The keepalive is an
+  // hour away, so only the FIN itself can end the tunnel.
+  const clientSides: Socket[] = [];
+  const links: Socket[] = [];
+  let relayServer: Awaited<ReturnType<typeof tcpServer>> | undefined;
+  const via = async (serverPort: number) => {
+    relayServer = await tcpServer((down) => {
+      const up = connect({ host: '127.0.0.1', port: serverPort });
+      up.on('error', () => {});
+      clientSides.push(down);
+      links.push(down, up);
+      down.pipe(up);
+      up.pipe(down);
+    });
+    return relayServer.port;
+  };
+  const s = await setup({ keepaliveIntervalMs: 3_600_000, keepaliveTimeoutMs: 3_600_000 }, via);
+  const tunnel = await s.connectOnce();
+  tunnel.stream.on('error', () => {});
+  const closed = new Promise((resolve) => tunnel.stream.once('close', resolve));
+  tunnel.stream.write('ping');
+  await once(tunnel.stream, 'data');
+  clientSides[0]?.end();
+  const ended = await Promise.race([closed.then(() => true), sleep(10_000).then(() => false)]);
+  t.true(ended, 'the open tunnel closed when its connection did, not at the next keepalive');
+  t.true(await eventually(() => s.client.stats().connections === 0), 'the closed connection left the pool');
+  const next = await s.connectOnce();
+  t.is(clientSides.length, 2, 'the next tunnel dialed a new connection');
+  next.stream.end('b');
+  t.is(await readAll(next.stream), 'b');
+  for (const link of links) link.destroy();
+  await relayServer?.close();
+  await s.close();
+});
+
 test('a closed client refuses new tunnels with HBONE_POOL_CLOSED', async (t) => {
   const s = await setup();
   await s.client.close();

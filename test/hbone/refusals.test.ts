@@ -39,10 +39,14 @@ test.after.always(async (t) => {
 
 const serverAddress = () => ({ host: '127.0.0.1', port: fixture.server.address().port });
 
-/** A client of its own with a fixed certificate, for certificates the cert manager would never hand out. */
+/**
+ * A client of its own with a fixed certificate, for certificates the cert manager would never hand out.
+ * Its keepalive is an hour away: a refusal must reach it through the connection itself (TLS 1.3 refuses a
+ * client certificate after the client's handshake is done, by closing), never by a PING timing out.
+ */
 function clientWith(certificate: WorkloadCertificate) {
   const certificates: CertificateProvider = { fetch: async () => certificate };
-  return createHboneClient({ certificates });
+  return createHboneClient({ certificates, keepaliveIntervalMs: 3_600_000, keepaliveTimeoutMs: 3_600_000 });
 }
 
 async function stillServes(t: { is(a: unknown, b: unknown): void }) {
