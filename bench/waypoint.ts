@@ -5,8 +5,13 @@
  *   direct      wrk ─────────────────────────────────────────────────────────────────────────▶ backend
  *   nginx       wrk ─▶ nginx (HTTP reverse proxy, upstream keepalive) ─────────────────────────▶ backend
  *   nginx-mtls  wrk ─▶ stunnel client ══mTLS══▶ nginx (ssl_verify_client, proxy_ssl + keepalive) ══mTLS══▶ stunnel server ─▶ backend
+ *   node-http   wrk ─▶ node:http server + client (plain reverse proxy, node-http-proxy.ts) ────────▶ backend
  *   hbone-l4    wrk ─▶ hbone-proxy client ══HBONE══▶ hbone-proxy server ─▶ backend        (the tunnel ends alone)
  *   waypoint    wrk ─▶ hbone-proxy client ══HBONE══▶ ambientd waypoint ══HBONE══▶ hbone-proxy server ─▶ backend
+ *
+ * Two rows bound what the waypoint path can reach on the machine, and the report gives both as ratios to
+ * nginx: node-http is the floor cost of any proxy built on node's HTTP modules (no TLS, no log), and
+ * hbone-l4 is the ceiling of the waypoint path, which runs through the same two HBONE ends on the same CPU.
  *
  * Both proxies write an access log line per request, buffered and written at least once a second (nginx
  * `buffer=32k flush=1s`; the waypoint's ACCESS_LOG_FLUSH_INTERVAL, 1s by default).
@@ -19,7 +24,7 @@
  * path at each connection count in turn), each row shows the median round, and the goal ratios are
  * medians of ratios within a round, so a machine whose speed drifts affects every path alike.
  *
- *   node dist/bench/waypoint.js [--only direct,nginx,nginx-mtls,hbone-l4,waypoint] [--connections 1,16,64]
+ *   node dist/bench/waypoint.js [--only direct,nginx,nginx-mtls,node-http,hbone-l4,waypoint] [--connections 1,16,64]
  *                               [--seconds 5] [--warmup 1] [--rounds 3] [--no-pin] [--cpu-prof-dir DIR] [--no-write]
  */
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, chmodSync, closeSync } from 'node:fs';
@@ -34,7 +39,7 @@ import { formatSpiffeId, spiffeId } from '../src/identity/spiffe.ts';
 import { cleanupOnExit, listening, readyLine, running, start, stop, stopAll, withTimeout, type Child } from './children.ts';
 import { cpuSeconds, freePort, jsonReady, printProfiles, round, STUNNEL_GLOBAL, stunnelConfig, stunnelTls, writeCertificates } from './common.ts';
 
-const PATHS = ['direct', 'nginx', 'nginx-mtls', 'hbone-l4', 'waypoint'] as const;
+const PATHS = ['direct', 'nginx', 'nginx-mtls', 'node-http', 'hbone-l4', 'waypoint'] as const;
 type PathName = (typeof PATHS)[number];
 
 const { values } = parseArgs({
@@ -157,6 +162,10 @@ async function openPath(path: PathName, s: Setup, label: string): Promise<OpenPa
     }
     case 'nginx-mtls':
       return openNginxMtls(s, label);
+    case 'node-http': {
+      const child = start('node-http proxy', process.execPath, [...WAYPOINT_NODE_FLAGS, here('./node-http-proxy.js'), '--upstream', `${HOST}:${s.backendPort}`], opts('proxy'));
+      return { port: await readyLine(child, jsonReady), children: [child], measured: [child] };
+    }
     case 'hbone-l4': {
       const server = await hboneServer(s);
       const client = await hboneClient(s.inbound.client.json, server.port, `${HOST}:${s.backendPort}`, ids.server);
@@ -433,10 +442,10 @@ async function main(): Promise<void> {
 interface Goal {
   readonly against: PathName;
   readonly connections: number;
-  readonly rpsRatio: number | null;
-  readonly p99Ratio: number | null;
-  readonly rpsMet: boolean | null;
-  readonly p99Met: boolean | null;
+  readonly rpsRatio: number;
+  readonly p99Ratio: number;
+  readonly rpsMet: boolean;
+  readonly p99Met: boolean;
   /** The ratios within each round, in round order. */
   readonly perRound: ReadonlyArray<{ readonly rps: number; readonly p99: number }>;
 }
@@ -447,19 +456,42 @@ interface Goal {
  * minutes apart on a drifting machine would compare the machine, not the proxies).
  */
 function goals(cells: readonly Cell[]): Goal[] {
-  const c = connectionCounts.includes(64) ? 64 : Math.max(...connectionCounts);
-  const at = (path: PathName, r: number) => cells.find((x) => x.path === path && x.connections === c && x.round === r);
-  const roundsOf = (path: PathName) => cells.filter((x) => x.path === path && x.connections === c).map((x) => x.round);
-  return (['nginx', 'nginx-mtls'] as const).filter((p) => roundsOf(p).length > 0).map((against) => {
-    const paired = roundsOf('waypoint').flatMap((r) => {
-      const w = at('waypoint', r);
-      const n = at(against, r);
-      return w && n ? [{ rps: w.rps / n.rps, p99: w.p99Ms / n.p99Ms }] : [];
-    });
-    const rpsRatio = paired.length > 0 ? round(median(paired.map((x) => x.rps)), 3) : null;
-    const p99Ratio = paired.length > 0 ? round(median(paired.map((x) => x.p99)), 3) : null;
+  const c = goalConnections();
+  return (['nginx', 'nginx-mtls'] as const).map((against) => ({ against, paired: pairedRatios(cells, 'waypoint', against, c) })).filter((x) => x.paired.length > 0).map(({ against, paired }) => {
+    const rpsRatio = round(median(paired.map((x) => x.rps)), 3);
+    const p99Ratio = round(median(paired.map((x) => x.p99)), 3);
     const perRound = paired.map((x) => ({ rps: round(x.rps, 3), p99: round(x.p99, 3) }));
-    return { against, connections: c, rpsRatio, p99Ratio, perRound, rpsMet: rpsRatio === null ? null : rpsRatio >= 0.5, p99Met: p99Ratio === null ? null : p99Ratio <= 2 };
+    return { against, connections: c, rpsRatio, p99Ratio, perRound, rpsMet: rpsRatio >= 0.5, p99Met: p99Ratio <= 2 };
+  });
+}
+
+const goalConnections = () => (connectionCounts.includes(64) ? 64 : Math.max(...connectionCounts));
+
+/** `path` against `against` at `c` connections, within each round both were measured in. */
+function pairedRatios(cells: readonly Cell[], path: PathName, against: PathName, c: number): Array<{ rps: number; p99: number }> {
+  const at = (p: PathName, r: number) => cells.find((x) => x.path === p && x.connections === c && x.round === r);
+  return cells.filter((x) => x.path === path && x.connections === c).flatMap((x) => {
+    const other = at(against, x.round);
+    return other ? [{ rps: x.rps / other.rps, p99: x.p99Ms / other.p99Ms }] : [];
+  });
+}
+
+interface Bound {
+  readonly path: 'node-http' | 'hbone-l4';
+  readonly meaning: string;
+  /** req/s and p99 against nginx's at the goal's connection count (medians of per-round ratios). */
+  readonly rpsRatioToNginx: number;
+  readonly p99RatioToNginx: number;
+}
+
+/** What the machine allows: node:http's floor and the HBONE ends' ceiling, against nginx. */
+function bounds(cells: readonly Cell[]): Bound[] {
+  const c = goalConnections();
+  const meaning = { 'node-http': "node's HTTP server and client alone, no TLS (a floor for any proxy on them)", 'hbone-l4': "the waypoint path's two HBONE ends alone (its ceiling)" } as const;
+  return (['node-http', 'hbone-l4'] as const).flatMap((path) => {
+    const paired = pairedRatios(cells, path, 'nginx', c);
+    if (paired.length === 0) return [];
+    return [{ path, meaning: meaning[path], rpsRatioToNginx: round(median(paired.map((x) => x.rps)), 3), p99RatioToNginx: round(median(paired.map((x) => x.p99)), 3) }];
   });
 }
 
@@ -477,17 +509,20 @@ function report(cells: readonly Cell[], failures: readonly string[], load: numbe
   const line = (row: string[]) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
   console.log(`\nWaypoint benchmark — ${date} — node ${machine.node}, ${machine.cpu} × ${machine.cores}, load average ${machine.loadAverage1mAtStart} at start`);
   console.log(`wrk -t1, HTTP/1.1 keep-alive GET of ${BODY_BYTES} B, ${seconds} s per cell after ${warmup} s warm-up, ${rounds} round(s), median shown; ${CPU ? `proxy under test pinned to CPU ${CPU.proxy}, everything else to CPU ${CPU.rest}` : 'no CPU pinning'}`);
-  console.log('direct: wrk → backend | nginx: plain HTTP proxy | nginx-mtls: mTLS in (stunnel client) and out (stunnel server) | hbone-l4: HBONE ends only | waypoint: HBONE in, L7, HBONE out\n');
+  console.log('direct: wrk → backend | nginx: plain HTTP proxy | nginx-mtls: mTLS in (stunnel client) and out (stunnel server) | node-http: node:http proxy, plain | hbone-l4: HBONE ends only | waypoint: HBONE in, L7, HBONE out\n');
   console.log(line(table[0]!));
   console.log(widths.map((w) => '─'.repeat(w)).join('  '));
   for (const row of table.slice(1)) console.log(line(row));
   const g = goals(cells);
   if (g.length > 0) console.log('\ngoal (issue 7): waypoint ≥ 50% of nginx req/s and p99 ≤ 2× nginx, at 64 connections (median of per-round ratios)');
-  const verdict = (met: boolean | null) => (met === null ? '—' : met ? 'MET' : 'NOT MET');
+  const verdict = (met: boolean) => (met ? 'MET' : 'NOT MET');
   for (const x of g) {
     const rounds = x.perRound.length > 1 ? `   rounds: req/s ${x.perRound.map((r) => `×${fmt(r.rps, 2)}`).join(' ')}, p99 ${x.perRound.map((r) => `×${fmt(r.p99, 2)}`).join(' ')}` : '';
     console.log(`  vs ${x.against.padEnd(10)} req/s ×${fmt(x.rpsRatio, 2)} (${verdict(x.rpsMet)})   p99 ×${fmt(x.p99Ratio, 2)} (${verdict(x.p99Met)})${rounds}`);
   }
+  const b = bounds(cells);
+  if (b.length > 0) console.log(`\nbounds on this machine, against nginx at ${goalConnections()} connections (median of per-round ratios):`);
+  for (const x of b) console.log(`  ${x.path.padEnd(10)} req/s ×${fmt(x.rpsRatioToNginx, 2)}   p99 ×${fmt(x.p99RatioToNginx, 2)}   ${x.meaning}`);
   for (const f of failures) console.log(`  failure: ${f}`);
 
   const previous = readPrevious();
@@ -502,7 +537,7 @@ function report(cells: readonly Cell[], failures: readonly string[], load: numbe
   const out = {
     date, machine,
     settings: { seconds, warmupSeconds: warmup, rounds, connections: connectionCounts, bodyBytes: BODY_BYTES, loadGenerator: 'wrk 4 -t1 (Lua done() report)', pinning: CPU ?? null, tls: { version: 'TLSv1.3', ciphersuites: TLS_CIPHERS } },
-    rows, cells, goals: g, failures,
+    rows, cells, goals: g, bounds: b, failures,
   };
   mkdirSync(resultsDir, { recursive: true });
   const text = `${JSON.stringify(out, null, 2)}\n`;
