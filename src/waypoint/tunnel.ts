@@ -19,7 +19,7 @@ import { portProtocol, sniffProtocol, type PortProtocol } from './protocol.ts';
 /**
  * The waypoint's HBONE handler: dispatch on the CONNECT authority (a service VIP:port, a service
  * hostname:port, or a workload IP:port), pick the port's protocol, then either parse HTTP inside the
- * tunnel (node's HTTP/1.1 or HTTP/2 server fed the tunnel through a duplex pair) or relay TCP to an
+ * tunnel (node's HTTP/1.1 or HTTP/2 server reading it through a TunnelSocket) or relay TCP to an
  * endpoint over a new HBONE tunnel.
  */
 

@@ -2,7 +2,8 @@ import { request as h1request, type IncomingHttpHeaders, type IncomingMessage } 
 import type { Duplex } from 'node:stream';
 import { errorCode, errorMessage } from '../core/errors.ts';
 import type { Endpoint } from './destinations.ts';
-import { socketOver, TryFailure, type UpstreamOptions, type UpstreamResponse } from './upstream.ts';
+import { TunnelSocket } from '../hbone/tunnel-socket.ts';
+import { TryFailure, type UpstreamOptions, type UpstreamResponse } from './upstream.ts';
 
 /**
  * HTTP/1.1 upgrades through the waypoint, as Envoy does them with Istio's configuration (the connection
@@ -107,7 +108,7 @@ export function createUpgradeConnector(options: UpstreamOptions): UpgradeConnect
         stream.destroy();
         throw new TryFailure({ kind: 'per-try-timeout' }, 'aborted', 'ABORTED');
       }
-      const socket = socketOver(stream);
+      const socket = new TunnelSocket(stream);
       return new Promise((resolve, reject) => {
         const headers: Record<string, string> = { host: r.authority };
         for (const [k, v] of r.headers) headers[k] = v;

@@ -1,7 +1,6 @@
 import { request as h1request, type IncomingMessage, type RequestOptions } from 'node:http';
 import { connect as h2connect, constants as h2, type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
-import { Duplex, duplexPair, type Readable } from 'node:stream';
-import { relay } from '../hbone/relay.ts';
+import type { Duplex, Readable } from 'node:stream';
 import { TunnelSocket } from '../hbone/tunnel-socket.ts';
 import { errorCode, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
@@ -81,34 +80,6 @@ class ReusedConnectionReset extends Error {
     this.failure = failure;
   }
 }
-
-/**
- * A plain duplex relayed to an HBONE tunnel stream, for an HTTP client to write to. Writing to the
- * HTTP/2 stream directly is not safe: node's ClientRequest corks a latin1 header string with the body,
- * and the HTTP/2 client's frames are corked too; that writev on an Http2Stream corrupts bytes (seen on
- * Node 24). Through the pair the tunnel only ever gets plain buffers.
- */
-export function socketOver(stream: Duplex): Duplex {
-  const [socket, inner] = copyingDuplexPair();
-  socket.on('error', () => {});
-  inner.on('error', () => {});
-  void relay(inner, stream);
-  return socket;
-}
-
-/**
- * A duplex pair whose first end copies what is written to it. Node's HTTP/2 implementation over a
- * stream that is not a net.Socket (JSStreamSocket) writes buffers that stay valid only until the write
- * completes, and a pair completes it at once while the bytes travel on: without the copy they are
- * overwritten under way (frames arrive corrupted, seen on Node 24 under GC pressure).
- */
-export function copyingDuplexPair(): [Duplex, Duplex] {
-  const [a, b] = duplexPair();
-  const write = a.write.bind(a) as (chunk: unknown, ...rest: unknown[]) => boolean;
-  a.write = ((chunk: unknown, ...rest: unknown[]) => write(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array), ...rest)) as Duplex['write'];
-  return [a, b];
-}
-
 
 const hostPort = (ip: string, port: number): string => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
 
@@ -222,7 +193,7 @@ export class Upstream {
     if (!pending) {
       pending = (async () => {
         const tunnel = await this.#tunnel(r);
-        const session = h2connect(`http://${key}`, { createConnection: () => socketOver(tunnel.stream) as never });
+        const session = h2connect(`http://${key}`, { createConnection: () => new TunnelSocket(tunnel.stream, { copyWrites: true }) as never });
         session.on('error', (err) => this.#options.logger.debug({ code: errorCode(err), err: errorMessage(err), endpoint: key }, 'upstream HTTP/2 session error'));
         const forget = () => {
           if (this.#sessions.get(key) === pending) this.#sessions.delete(key);

@@ -12,7 +12,7 @@ import { relay } from '../../src/hbone/relay.ts';
 import { startHboneServer, type HboneServer } from '../../src/hbone/server.ts';
 import { LocalCaClient } from '../../src/identity/local-ca-client.ts';
 import { parse } from '../../src/waypoint/config.ts';
-import { copyingDuplexPair, socketOver } from '../../src/waypoint/upstream.ts';
+import { copyingDuplexPair, socketOver } from '../helpers/duplex-pair.ts';
 import { startWaypoint, type Waypoint } from '../../src/waypoint/waypoint.ts';
 import { captureLog, type CapturedLog } from '../helpers/log.ts';
 import { testPki, type TestPki } from '../helpers/pki.ts';

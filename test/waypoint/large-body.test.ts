@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { Readable } from 'node:stream';
 import { readRequestBody, streamCopies } from '../../src/waypoint/body.ts';
 import { until } from '../helpers/prometheus.ts';
-import { HOST, VIP, startFixture } from './harness.ts';
+import { HOST, VIP, h2request, startFixture } from './harness.ts';
 
 /**
  * Request bodies over the 1 MiB retry/shadow buffer: streamed to the primary with one try only (Envoy abandons
@@ -55,6 +55,26 @@ test.serial('a 3 MiB upload reaches the primary and the mirror intact', async (t
   // The access log and metrics count the whole body.
   const access = f.log.records.find((r) => r['component'] === 'access' && r['path'] === '/upload/big');
   t.true(Number(access?.['bytes_received'] ?? 0) >= body.length, `bytes_received ${access?.['bytes_received']}`);
+});
+
+test.serial('HTTP/2 both ways: 3 MiB uploads, streamed and buffered, reach the pod intact over the nested HTTP/2 session', async (t) => {
+  // HTTP/2 downstream makes the upstream HTTP/2 too: node's HTTP/2 client session on a TunnelSocket over
+  // the upstream tunnel. Every byte of both bodies must arrive in order, in many DATA frames.
+  const f = await startFixture(t, { l7: L7 });
+  const session = await f.http2(REVIEWS);
+  try {
+    for (const [path, bytes] of [['/upload/h2-streamed', 3 * 1024 * 1024], ['/upload/h2-buffered', 900 * 1024]] as const) {
+      const body = Buffer.from(payload(bytes));
+      const res = await h2request(session, { ':method': 'POST', ':path': path, 'content-type': 'application/octet-stream' }, body);
+      t.is(res.status, 200, path);
+      const answer = JSON.parse(res.body.toString()) as { pod: string; bytes: number; sha256: string };
+      t.is(answer.bytes, body.length, path);
+      t.is(answer.sha256, sha256(body), path);
+      t.is(f.requests.find((r) => r.url === path)?.protocol, '2.0', `${path} went upstream as HTTP/2`);
+    }
+  } finally {
+    session.close();
+  }
 });
 
 test.serial('a mirror that stops reading is dropped; the primary still gets its 32 MiB upload whole', async (t) => {

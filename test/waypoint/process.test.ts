@@ -13,7 +13,7 @@ import { CertificateAuthority } from '../../src/identity/ca.ts';
 import { CertManager } from '../../src/identity/cert-manager.ts';
 import { LocalCaClient } from '../../src/identity/local-ca-client.ts';
 import { spiffeId } from '../../src/identity/spiffe.ts';
-import { socketOver } from '../../src/waypoint/upstream.ts';
+import { socketOver } from '../helpers/duplex-pair.ts';
 import { WAYPOINT_NODE_FLAGS } from '../../src/waypoint/config.ts';
 import { tempDir } from '../helpers/tmp.ts';
 
