@@ -1,25 +1,24 @@
 #!/usr/bin/env node
-import { CNI_AGENT_FLAGS, parseCniAgentConfig } from '../cni/agent-config.ts';
-import { startCniAgent } from '../cni/agent.ts';
-import { CONTROL_PLANE_FLAGS, parseControlPlaneConfig } from '../control-plane/config.ts';
-import { startControlPlane } from '../control-plane/control-plane.ts';
-import { L7_COLLECTIONS, l7Extension } from '../control-plane/l7/extension.ts';
-import { gatewayFeed, waypointControllerHook } from '../control-plane/waypoint-hook.ts';
 import { errorCode, errorMessage } from '../core/errors.ts';
 import { bufferedDestination, createLogger, type Logger, type LogLevel } from '../core/logger.ts';
 import type { Result } from '../core/result.ts';
-import { parseZtunnelConfig, ZTUNNEL_FLAGS } from '../ztunnel/config.ts';
-import { startZtunnel } from '../ztunnel/ztunnel.ts';
 import { parseFlags } from './flags.ts';
-import { parse as parseWaypointConfig, WAYPOINT_FLAGS, WAYPOINT_NODE_FLAGS } from '../waypoint/config.ts';
-import { startWaypoint } from '../waypoint/waypoint.ts';
 
 /**
  * `ambientd <component> [--flag value | --flag=value ...]`: the node daemons. Exit codes: 0 after a
  * graceful stop, 1 on a start failure or a forced stop, 2 on bad usage or configuration.
  */
 
-const USAGE = `usage: ambientd ztunnel [flags]
+/**
+ * Each component's modules are loaded only by the command that runs it: a ztunnel never loads the
+ * control plane's Kubernetes client, nor the waypoint's HTTP stack (start-up time and memory on every
+ * node). The usage loads the four config modules, for their flag lists.
+ */
+async function usage(): Promise<string> {
+  const [{ ZTUNNEL_FLAGS }, { CNI_AGENT_FLAGS }, { CONTROL_PLANE_FLAGS }, { WAYPOINT_FLAGS }] = await Promise.all([
+    import('../ztunnel/config.ts'), import('../cni/agent-config.ts'), import('../control-plane/config.ts'), import('../waypoint/config.ts'),
+  ]);
+  return `usage: ambientd ztunnel [flags]
   Configured from ztunnel's environment variables (PROXY_MODE, PROXY_WORKLOAD_INFO, XDS_ADDRESS,
   CA_ADDRESS, LOCAL_XDS_PATH, FAKE_CA, NODE_NAME, NETWORK, PACKET_MARK, ...) and these flags:
 ${ZTUNNEL_FLAGS.map((f) => `    --${f.replace(/^--/, '')}`).join('\n')}
@@ -38,12 +37,13 @@ usage: ambientd waypoint [flags]
   identity; XDS_ADDRESS, CA_ADDRESS, LOCAL_XDS_PATH, L7_CONFIG_PATH, FAKE_CA, PATH_NORMALIZATION, LOG_LEVEL; flags:
 ${WAYPOINT_FLAGS.map((f) => `    --${f}`).join('\n')}
 `;
+}
 
 /** The configuration, or exit code 2 with every problem and the usage on stderr. */
-function configOrUsage<T>(component: string, argErrors: readonly string[], parsed: Result<T>): T | undefined {
+async function configOrUsage<T>(component: string, argErrors: readonly string[], parsed: Result<T>): Promise<T | undefined> {
   const problems = [...argErrors, ...(parsed.ok ? [] : parsed.errors)];
   if (problems.length === 0 && parsed.ok) return parsed.value;
-  process.stderr.write(`ambientd ${component}: invalid configuration:\n  ${problems.join('\n  ')}\n\n${USAGE}`);
+  process.stderr.write(`ambientd ${component}: invalid configuration:\n  ${problems.join('\n  ')}\n\n${await usage()}`);
   return undefined;
 }
 
@@ -111,8 +111,10 @@ async function serve(name: string, logger: Logger, start: () => Promise<Daemon>)
 
 async function ztunnel(args: readonly string[]): Promise<number> {
   const { flags, errors } = parseFlags(args);
-  const config = configOrUsage('ztunnel', errors, parseZtunnelConfig(flags, process.env));
+  const { parseZtunnelConfig } = await import('../ztunnel/config.ts');
+  const config = await configOrUsage('ztunnel', errors, parseZtunnelConfig(flags, process.env));
   if (!config) return 2;
+  const { startZtunnel } = await import('../ztunnel/ztunnel.ts');
   const level: LogLevel = config.logLevel === 'off' ? 'silent' : config.logLevel;
   const logger = createLogger({ level });
   return serve('ztunnel', logger, () => startZtunnel(config, { logger, env: process.env }));
@@ -120,16 +122,22 @@ async function ztunnel(args: readonly string[]): Promise<number> {
 
 async function cniAgent(args: readonly string[]): Promise<number> {
   const { flags, errors } = parseFlags(args);
-  const config = configOrUsage('cni-agent', errors, parseCniAgentConfig(flags, process.env));
+  const { parseCniAgentConfig } = await import('../cni/agent-config.ts');
+  const config = await configOrUsage('cni-agent', errors, parseCniAgentConfig(flags, process.env));
   if (!config) return 2;
+  const { startCniAgent } = await import('../cni/agent.ts');
   const logger = createLogger({ level: config.logLevel });
   return serve('cni agent', logger, () => startCniAgent(config, { logger }));
 }
 
 async function controlPlane(args: readonly string[]): Promise<number> {
   const { flags, errors } = parseFlags(args);
-  const config = configOrUsage('control-plane', errors, parseControlPlaneConfig(flags, process.env));
+  const { parseControlPlaneConfig } = await import('../control-plane/config.ts');
+  const config = await configOrUsage('control-plane', errors, parseControlPlaneConfig(flags, process.env));
   if (!config) return 2;
+  const [{ startControlPlane }, { L7_COLLECTIONS, l7Extension }, { gatewayFeed, waypointControllerHook }, { WAYPOINT_NODE_FLAGS }] = await Promise.all([
+    import('../control-plane/control-plane.ts'), import('../control-plane/l7/extension.ts'), import('../control-plane/waypoint-hook.ts'), import('../waypoint/config.ts'),
+  ]);
   const logger = createLogger({ level: config.logLevel });
   // The waypoint controller: Deployments in a cluster (image --waypoint-image), local `ambientd waypoint` processes with --config-dir.
   const feed = gatewayFeed();
@@ -152,8 +160,10 @@ async function controlPlane(args: readonly string[]): Promise<number> {
 
 async function waypoint(args: readonly string[]): Promise<number> {
   const { flags, errors } = parseFlags(args);
-  const config = configOrUsage('waypoint', errors, parseWaypointConfig(flags, process.env));
+  const { parse: parseWaypointConfig } = await import('../waypoint/config.ts');
+  const config = await configOrUsage('waypoint', errors, parseWaypointConfig(flags, process.env));
   if (!config) return 2;
+  const { startWaypoint } = await import('../waypoint/waypoint.ts');
   const logger = createLogger({ level: config.logLevel });
   const buffered = config.accessLogFlushMs > 0 ? bufferedDestination(1, config.accessLogFlushMs) : undefined;
   const accessLog = buffered && createLogger({ level: config.logLevel, destination: buffered.destination });
@@ -177,7 +187,7 @@ switch (component) {
     process.exitCode = await waypoint(rest);
     break;
   default:
-    process.stderr.write(USAGE);
+    process.stderr.write(await usage());
     process.exitCode = 2;
 }
 // Anything left (a straggling socket) must not keep a stopped daemon alive.
