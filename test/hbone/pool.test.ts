@@ -77,69 +77,70 @@ test('idle release spares a connection still dialing and one with an open stream
   await pki.close();
 });
 
-test('a connection whose PINGs go unanswered is dropped, failing its open tunnels', async (t) => {
-  // A TCP relay we can freeze sits between client and server: once frozen, nothing gets through.
+/** A TCP relay between client and server that a test can freeze (nothing gets through) or cut. */
+function controllableRelay() {
   const frozen = { value: false };
-  const links: Socket[] = [];
-  let relayServer: Awaited<ReturnType<typeof tcpServer>> | undefined;
-  const via = async (serverPort: number) => {
-    relayServer = await tcpServer((down) => {
-      const up = connect({ host: '127.0.0.1', port: serverPort });
-      up.on('error', () => {});
-      links.push(down, up);
-      down.on('data', (chunk: Buffer) => frozen.value || up.write(chunk));
-      up.on('data', (chunk: Buffer) => frozen.value || down.write(chunk));
-    });
-    return relayServer.port;
+  /** Each relayed connection: `down` is the client's side, `up` the server's. */
+  const links: Array<{ readonly down: Socket; readonly up: Socket }> = [];
+  let server: Awaited<ReturnType<typeof tcpServer>> | undefined;
+  return {
+    links,
+    freeze: () => void (frozen.value = true),
+    via: async (serverPort: number) => {
+      server = await tcpServer((down) => {
+        const up = connect({ host: '127.0.0.1', port: serverPort });
+        up.on('error', () => {});
+        links.push({ down, up });
+        down.on('data', (chunk: Buffer) => frozen.value || up.write(chunk));
+        up.on('data', (chunk: Buffer) => frozen.value || down.write(chunk));
+      });
+      return server.port;
+    },
+    close: async () => {
+      for (const { down, up } of links) {
+        down.destroy();
+        up.destroy();
+      }
+      await server?.close();
+    },
   };
-  const s = await setup({ keepaliveIntervalMs: 20, keepaliveTimeoutMs: 100 }, via);
+}
+
+test('a connection whose PINGs go unanswered is dropped, failing its open tunnels', async (t) => {
+  // Once the relay is frozen, nothing gets through.
+  const relay = controllableRelay();
+  const s = await setup({ keepaliveIntervalMs: 20, keepaliveTimeoutMs: 100 }, relay.via);
   const tunnel = await s.connectOnce();
   tunnel.stream.on('error', () => {});
   tunnel.stream.write('ping');
   await once(tunnel.stream, 'data');
-  frozen.value = true;
+  relay.freeze();
   await new Promise((resolve) => tunnel.stream.once('close', resolve));
   t.true(tunnel.stream.destroyed);
   t.is(s.client.stats().connections, 0, 'the silent connection left the pool');
-  for (const link of links) link.destroy();
-  await relayServer?.close();
+  await relay.close();
   await s.close();
 });
 
 test('a connection its server closes without GOAWAY is dropped at once, failing its open tunnels', async (t) => {
-  // A relay between client and server that can close the client's side (a FIN, no GOAWAY), as a server
-  // does that exits, or refuses the client's certificate after the TLS 1.3 handshake. The keepalive is an
-  // hour away, so only the FIN itself can end the tunnel.
-  const clientSides: Socket[] = [];
-  const links: Socket[] = [];
-  let relayServer: Awaited<ReturnType<typeof tcpServer>> | undefined;
-  const via = async (serverPort: number) => {
-    relayServer = await tcpServer((down) => {
-      const up = connect({ host: '127.0.0.1', port: serverPort });
-      up.on('error', () => {});
-      clientSides.push(down);
-      links.push(down, up);
-      down.pipe(up);
-      up.pipe(down);
-    });
-    return relayServer.port;
-  };
-  const s = await setup({ keepaliveIntervalMs: 3_600_000, keepaliveTimeoutMs: 3_600_000 }, via);
+  // The relay ends the client's side (a FIN, no GOAWAY), as a server does that exits, or refuses the client's
+  // certificate after the TLS 1.3 handshake. The keepalive is an hour away, so only the FIN can end the tunnel.
+  const relay = controllableRelay();
+  const s = await setup({ keepaliveIntervalMs: 3_600_000, keepaliveTimeoutMs: 3_600_000 }, relay.via);
   const tunnel = await s.connectOnce();
   tunnel.stream.on('error', () => {});
   const closed = new Promise((resolve) => tunnel.stream.once('close', resolve));
   tunnel.stream.write('ping');
   await once(tunnel.stream, 'data');
-  clientSides[0]?.end();
+  relay.links[0]?.down.end();
   const ended = await Promise.race([closed.then(() => true), sleep(10_000).then(() => false)]);
   t.true(ended, 'the open tunnel closed when its connection did, not at the next keepalive');
   t.true(await eventually(() => s.client.stats().connections === 0), 'the closed connection left the pool');
   const next = await s.connectOnce();
-  t.is(clientSides.length, 2, 'the next tunnel dialed a new connection');
+  t.is(relay.links.length, 2, 'the next tunnel dialed a new connection');
   next.stream.end('b');
   t.is(await readAll(next.stream), 'b');
-  for (const link of links) link.destroy();
-  await relayServer?.close();
+  await relay.close();
   await s.close();
 });
 
