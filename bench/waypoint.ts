@@ -458,14 +458,18 @@ interface Goal {
 function goals(cells: readonly Cell[]): Goal[] {
   const c = goalConnections();
   return (['nginx', 'nginx-mtls'] as const).map((against) => ({ against, paired: pairedRatios(cells, 'waypoint', against, c) })).filter((x) => x.paired.length > 0).map(({ against, paired }) => {
-    const rpsRatio = round(median(paired.map((x) => x.rps)), 3);
-    const p99Ratio = round(median(paired.map((x) => x.p99)), 3);
+    const { rps: rpsRatio, p99: p99Ratio } = medianRatios(paired);
     const perRound = paired.map((x) => ({ rps: round(x.rps, 3), p99: round(x.p99, 3) }));
     return { against, connections: c, rpsRatio, p99Ratio, perRound, rpsMet: rpsRatio >= 0.5, p99Met: p99Ratio <= 2 };
   });
 }
 
 const goalConnections = () => (connectionCounts.includes(64) ? 64 : Math.max(...connectionCounts));
+
+/** The medians of per-round ratios, rounded as the report prints them. */
+function medianRatios(paired: ReadonlyArray<{ rps: number; p99: number }>): { rps: number; p99: number } {
+  return { rps: round(median(paired.map((x) => x.rps)), 3), p99: round(median(paired.map((x) => x.p99)), 3) };
+}
 
 /** `path` against `against` at `c` connections, within each round both were measured in. */
 function pairedRatios(cells: readonly Cell[], path: PathName, against: PathName, c: number): Array<{ rps: number; p99: number }> {
@@ -491,7 +495,8 @@ function bounds(cells: readonly Cell[]): Bound[] {
   return (['node-http', 'hbone-l4'] as const).flatMap((path) => {
     const paired = pairedRatios(cells, path, 'nginx', c);
     if (paired.length === 0) return [];
-    return [{ path, meaning: meaning[path], rpsRatioToNginx: round(median(paired.map((x) => x.rps)), 3), p99RatioToNginx: round(median(paired.map((x) => x.p99)), 3) }];
+    const { rps, p99 } = medianRatios(paired);
+    return [{ path, meaning: meaning[path], rpsRatioToNginx: rps, p99RatioToNginx: p99 }];
   });
 }
 
